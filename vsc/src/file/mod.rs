@@ -1,0 +1,1 @@
+//! The VSC container: header, five areas, encryption, integrity, atomic save.
