@@ -5,8 +5,13 @@
 //! - [`file`]: the VSC container with its five areas.
 //! - [`secret`]: types for key material (zeroized, redacted, compared in
 //!   constant time).
+//! - [`transport`]: the `CardTransport` trait host code talks to, the
+//!   `SmartCard` trait a card implements, and the in-process transport.
+//! - [`vpcd`]: plugs a card into pcscd through vsmartcard's vpcd driver.
 
 pub mod codec;
 pub mod file;
 pub mod scp03;
 pub mod secret;
+pub mod transport;
+pub mod vpcd;
