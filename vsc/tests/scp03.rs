@@ -348,6 +348,11 @@ mod pair {
                 command(0x80, 0xE2, 0x05, &data300, None),
                 app(&command(0, 0, 5, &[], None)),
             ),
+            // Short data but Ne > 256: extended.
+            (
+                command(0x00, 0xCB, 0x05, &[0x5C, 0x01, 0x7E], Some(1000)),
+                app(&command(0, 0, 5, &[], None)),
+            ),
             // The short/extended boundary: 247 + 8 = 255, 248 + 8 = 256.
             (command(0x80, 0xE2, 0x01, &[0x55; 247], Some(1)), ok.clone()),
             (command(0x80, 0xE2, 0x01, &[0x55; 248], Some(1)), ok.clone()),
@@ -1262,5 +1267,20 @@ mod independent_host {
             &w.apdu.to_bytes()[..7],
             &[0x84, 0xE2, 0x01, 0x00, 0x00, 0x01, 0x34]
         );
+        assert!(card_transmit(&mut p.card, &w.apdu.to_bytes()).1.is_some());
+        // Short data, but Ne > 256 makes the APDU extended, and Lc' with it.
+        let chain = expected;
+        let w = p
+            .host
+            .wrap(&command(0x80, 0xCA, 0x01, &[1; 10], Some(300)))
+            .unwrap();
+        let expected = cmac(
+            &s_mac,
+            &[&chain, &[0x84, 0xCA, 0x01, 0x00, 0x00, 0x00, 0x12], &[1; 10]],
+        );
+        assert_eq!(&w.apdu.data()[10..], &expected[..8]);
+        assert_eq!(w.apdu.ne(), Some(65536));
+        assert_eq!(w.apdu.to_bytes().len(), 7 + 18 + 2);
+        assert!(card_transmit(&mut p.card, &w.apdu.to_bytes()).1.is_some());
     }
 }

@@ -130,9 +130,10 @@ impl HostSession {
 
     /// Secures the next command: encrypts its data (C-DECRYPTION levels, when
     /// it has data), appends the C-MAC chained to the previous command, and
-    /// sets the secure messaging bit of CLA. A command with Ne asks for 256
-    /// bytes (short) or 65 536 (extended); a secured data field longer than
-    /// 255 bytes makes the APDU extended.
+    /// sets the secure messaging bit of CLA. The secured APDU is extended when
+    /// its data field (with the C-MAC) is longer than 255 bytes or the
+    /// original Ne is more than 256; a command with Ne then asks for 65 536
+    /// bytes, otherwise for 256, leaving room for the R-MAC and padding.
     ///
     /// CLA must be a first interindustry or `8x` class without secure
     /// messaging bits. A refused command leaves the session unchanged.
@@ -156,7 +157,9 @@ impl HostSession {
         } else {
             cmd.data().to_vec()
         };
-        let extended = data.len() + MAC_LEN > MAX_SHORT_LC;
+        // Extended when the secured data field or Ne needs it; the MACed Lc'
+        // takes the same form as the APDU (as GlobalPlatformPro does).
+        let extended = data.len() + MAC_LEN > MAX_SHORT_LC || cmd.ne().is_some_and(|ne| ne > MAX_SHORT_NE);
         let secured_cla = cla | CLA_SM;
         let header = MacHeader {
             cla: secured_cla,
