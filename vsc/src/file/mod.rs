@@ -3,7 +3,7 @@
 //! A VSC (virtual smart card, seeds 000–002) is a software card with the
 //! logical structure and content of a real one, kept in one file that must
 //! stay readable for decades. The format is specified byte by byte in
-//! `vsc/src/file/FORMAT.md`, rendered here as [`format`]; that text is the
+//! `vsc/src/file/FORMAT.md`, rendered here as [`format`](mod@format); that text is the
 //! contract, this code one implementation of it.
 //!
 //! - The **unique identifier** (16 random bytes) lives in the [`Header`],

@@ -56,8 +56,9 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8], mode: SaveMode) -> Res
     write_with_hooks(path, bytes, mode, &mut |_| Ok(()))
 }
 
-fn op_of(step: SaveStep) -> IoOp {
+fn op_of(step: SaveStep, mode: SaveMode) -> IoOp {
     match step {
+        SaveStep::Publish if mode == SaveMode::CreateNew => IoOp::Link,
         SaveStep::CreateTemp => IoOp::CreateTemp,
         SaveStep::WriteFirstHalf | SaveStep::WriteRest => IoOp::Write,
         SaveStep::SyncFile => IoOp::SyncFile,
@@ -122,7 +123,7 @@ pub(crate) fn write_with_hooks(
             Err(Injected::Crash) => {
                 return Err(VscError::io(
                     path,
-                    op_of(step),
+                    op_of(step, mode),
                     io::Error::other("simulated crash"),
                 ));
             }
@@ -131,7 +132,7 @@ pub(crate) fn write_with_hooks(
             if temp_exists {
                 let _ = fs::remove_file(&temp);
             }
-            VscError::io(path, op_of(step), e)
+            VscError::io(path, op_of(step, mode), e)
         })
     };
 
@@ -239,7 +240,7 @@ mod tests {
             })
             .unwrap_err();
             assert!(
-                matches!(err, VscError::Io { op, .. } if op == op_of(step)),
+                matches!(err, VscError::Io { op, .. } if op == op_of(step, SaveMode::Replace)),
                 "{step:?}: {err}"
             );
             let now = fs::read(&path).unwrap();
