@@ -2,7 +2,7 @@
 //!
 //! - [`codec`]: APDU, status words, chaining, BER-TLV — pure, no I/O.
 //! - [`scp03`]: GlobalPlatform SCP03, host and card halves — pure, no I/O.
-//! - [`file`]: the VSC container with its five areas.
+//! - [`mod@file`]: the VSC container with its five areas.
 //! - [`secret`]: types for key material (zeroized, redacted, compared in
 //!   constant time).
 //! - [`transport`]: the `CardTransport` trait host code talks to, the

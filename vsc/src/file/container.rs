@@ -20,7 +20,7 @@ use super::model::{
     SecretKeyEntry, State, Uid,
 };
 use super::save::{self, SaveMode};
-use super::slots::{KeySlot, Protector, SlotInfo, SlotKind, Unlock, MAX_SLOTS};
+use super::slots::{Argon2Params, KeySlot, Protector, SlotInfo, SlotKind, Unlock, MAX_SLOTS};
 use super::tlvio;
 
 /// The first 8 bytes of every VSC file: `89 56 53 43 0D 0A 1A 0A`
@@ -255,6 +255,21 @@ fn check_unauthenticated(bytes: &[u8]) -> Result<Unauthenticated<'_>, VscError> 
                 }
             }
         }
+    }
+    // Each password slot is within bounds, and so is their sum: a hostile
+    // file must not make an unlock run Argon2 for minutes.
+    let work: u64 = slots
+        .iter()
+        .filter_map(|s| match &s.kind {
+            SlotKind::Password { params, .. } => Some(params.work_kib_passes()),
+            SlotKind::Kek { .. } => None,
+        })
+        .sum();
+    if work > Argon2Params::MAX_TOTAL_WORK_KIB_PASSES {
+        return Err(VscError::KdfBudgetExceeded {
+            work_kib_passes: work,
+            budget_kib_passes: Argon2Params::MAX_TOTAL_WORK_KIB_PASSES,
+        });
     }
 
     let mut sealed = [([0u8; 12], &[][..]); 3];

@@ -227,6 +227,16 @@ pub enum VscError {
         min: u32,
         max: u32,
     },
+    /// The password slots together ask for more Argon2id work than a reader
+    /// spends on one unlock; Argon2 was not run.
+    #[error(
+        "the password slots ask for {work_kib_passes} KiB×passes of Argon2id work in all, \
+         over the reader's budget of {budget_kib_passes}"
+    )]
+    KdfBudgetExceeded {
+        work_kib_passes: u64,
+        budget_kib_passes: u64,
+    },
     /// The file has no slot of the kind (or KEK id) offered.
     #[error("no key slot can be opened with {offered}")]
     NoMatchingSlot { offered: String },

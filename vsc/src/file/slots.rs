@@ -81,6 +81,15 @@ impl Argon2Params {
         self.p_cost
     }
 
+    /// Memory × passes, the work one unlock attempt costs.
+    pub fn work_kib_passes(&self) -> u64 {
+        u64::from(self.m_cost_kib) * u64::from(self.t_cost)
+    }
+
+    /// The most Argon2id work all password slots of one file may ask for
+    /// together: 4 GiB × 1 pass (sixteen times the recommended 64 MiB × 3).
+    pub const MAX_TOTAL_WORK_KIB_PASSES: u64 = 4 << 20;
+
     /// Built by the reader, unchecked; [`Self::check_bounds`] follows.
     pub(crate) fn from_file(m_cost_kib: u32, t_cost: u32, p_cost: u32) -> Self {
         Argon2Params {
