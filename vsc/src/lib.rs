@@ -9,6 +9,7 @@
 //!   `SmartCard` trait a card implements, and the in-process transport.
 //! - [`vpcd`]: plugs a card into pcscd through vsmartcard's vpcd driver.
 
+pub mod card;
 pub mod codec;
 pub mod file;
 pub mod scp03;

@@ -94,6 +94,7 @@ enum OriginArg {
     Master,
     Backup,
     Temporary,
+    Chip,
 }
 
 impl From<OriginArg> for Origin {
@@ -102,6 +103,7 @@ impl From<OriginArg> for Origin {
             OriginArg::Master => Origin::Master,
             OriginArg::Backup => Origin::Backup,
             OriginArg::Temporary => Origin::Temporary,
+            OriginArg::Chip => Origin::Chip,
         }
     }
 }

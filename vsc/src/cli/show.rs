@@ -55,6 +55,7 @@ fn origin(o: Origin) -> &'static str {
         Origin::Master => "master",
         Origin::Backup => "backup",
         Origin::Temporary => "temporary",
+        Origin::Chip => "chip",
     }
 }
 

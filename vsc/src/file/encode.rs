@@ -175,6 +175,7 @@ fn origin_byte(o: Origin) -> u8 {
         Origin::Master => 0x01,
         Origin::Backup => 0x02,
         Origin::Temporary => 0x03,
+        Origin::Chip => 0x04,
     }
 }
 
@@ -336,6 +337,7 @@ pub(crate) fn decode_header(
         0x01 => Origin::Master,
         0x02 => Origin::Backup,
         0x03 => Origin::Temporary,
+        0x04 => Origin::Chip,
         b => return Err(ContentError::invalid("origin", format!("unknown origin {b:02X}"))),
     };
     let created_at = u64_of(&a.req(header::CREATED, "created-at")?, "created-at")?;

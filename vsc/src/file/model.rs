@@ -83,6 +83,9 @@ pub enum Origin {
     Backup,
     /// `03`: a temporary card standing in for a lost one.
     Temporary,
+    /// `04`: a software chip: card stock that stands in for a physical card
+    /// in tests and demos, and the card personalized from it.
+    Chip,
 }
 
 /// The attributes in the header.
