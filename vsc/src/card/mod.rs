@@ -36,6 +36,7 @@ mod fs;
 pub mod gp_state;
 pub mod identity;
 mod isd;
+pub mod pin;
 pub mod piv;
 
 use std::path::{Path, PathBuf};
