@@ -194,6 +194,7 @@ pub(crate) fn opened(path: &Path, seen: &Inspection, card: &Vsc, private: bool) 
             match a.origin {
                 KeyOrigin::GeneratedOnMaster => "generated on the master VSC",
                 KeyOrigin::Imported => "imported",
+                KeyOrigin::GeneratedOnCard => "generated on the card",
             },
             a.pin_policy,
             a.touch_policy

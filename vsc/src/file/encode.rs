@@ -665,6 +665,7 @@ fn key_origin_byte(o: KeyOrigin) -> u8 {
     match o {
         KeyOrigin::GeneratedOnMaster => 0x01,
         KeyOrigin::Imported => 0x02,
+        KeyOrigin::GeneratedOnCard => 0x03,
     }
 }
 
@@ -755,6 +756,7 @@ pub(crate) fn decode_keys(
         let origin = match u8_of(&a.req(key::ORIGIN, "key origin")?, "key origin")? {
             0x01 => KeyOrigin::GeneratedOnMaster,
             0x02 => KeyOrigin::Imported,
+            0x03 => KeyOrigin::GeneratedOnCard,
             b => {
                 return Err(ContentError::invalid(
                     "key origin",
