@@ -195,6 +195,15 @@ fn put_data_needs_the_management_key() {
         send_hex(&mut t, "00 CB 3F FF 05 5C 03 5F C1 02 00").sw,
         StatusWord::FileNotFound
     );
+    // An object larger than the card keeps (8192 bytes) does not fit.
+    assert_eq!(
+        send(&mut t, &put("5FC105", &[0x30; 8193])).sw,
+        StatusWord::NotEnoughMemory
+    );
+    assert_eq!(
+        send(&mut t, &put("5FC105", &[0x30; 8192])).sw,
+        StatusWord::Success
+    );
     // Unknown objects are not found, either way.
     assert_eq!(send(&mut t, &put("5FFF00", b"x")).sw, StatusWord::FileNotFound);
     assert_eq!(
@@ -375,6 +384,31 @@ fn aes_management_keys_authenticate_both_ways() {
         assert_eq!(&meta.data[..3], &[0x01, 0x01, alg]);
         assert_eq!(&meta.data[meta.data.len() - 3..], &[0x05, 0x01, 0x00]);
     }
+}
+
+#[test]
+fn mutual_authentication_accepts_an_empty_response_request() {
+    let mut t = piv_card(3012);
+    let r = send(&mut t, &cmd(0x87, 0x03, 0x9B, &hex("7C 02 80 00")));
+    let witness = block_decrypt(&DEFAULT_MGMT, &dyn_auth(&r.data, 0x80));
+    let challenge = [0xC0u8; 8];
+    let mut inner = tlv(&[0x80], &witness);
+    inner.extend(tlv(&[0x81], &challenge));
+    inner.extend([0x82, 0x00]);
+    let r = send(&mut t, &cmd(0x87, 0x03, 0x9B, &tlv(&[0x7C], &inner)));
+    assert_eq!(r.sw, StatusWord::Success);
+    assert_eq!(dyn_auth(&r.data, 0x82), block_encrypt(&DEFAULT_MGMT, &challenge));
+    // A wrong witness fails, and the answer is not given.
+    let r = send(&mut t, &cmd(0x87, 0x03, 0x9B, &hex("7C 02 80 00")));
+    assert_eq!(r.sw, StatusWord::Success);
+    let mut inner = tlv(&[0x80], &[0; 8]);
+    inner.extend(tlv(&[0x81], &challenge));
+    let r = send(&mut t, &cmd(0x87, 0x03, 0x9B, &tlv(&[0x7C], &inner)));
+    assert_eq!((r.sw, r.data.len()), (StatusWord::SecurityStatusNotSatisfied, 0));
+    assert_eq!(
+        send_hex(&mut t, "00 DB 3F FF 07 5C 03 5F C1 07 53 00").sw,
+        StatusWord::SecurityStatusNotSatisfied
+    );
 }
 
 #[test]

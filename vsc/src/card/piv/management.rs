@@ -117,8 +117,11 @@ pub(super) fn authenticate(
             Ok(dynamic_auth(0x80, encrypted))
         }
         // Mutual authentication, step 2: the decrypted witness and the
-        // host's challenge.
-        (Some(w), Some(c), None) if given(&t.witness) && given(&t.challenge) => {
+        // host's challenge (with or without an empty `82` asking for the
+        // response, as SP 800-73-4 writes it).
+        (Some(w), Some(c), r)
+            if given(&t.witness) && given(&t.challenge) && (r.is_none() || requested(r)) =>
+        {
             let Some(Pending::Witness {
                 algorithm: pending_algorithm,
                 witness,
