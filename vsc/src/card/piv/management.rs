@@ -23,7 +23,7 @@ use des::cipher::{BlockEncrypt, KeyInit};
 use des::TdesEde3;
 use subtle::ConstantTimeEq;
 
-use crate::codec::{CommandApdu, ResponseApdu, StatusWord, Tlv};
+use crate::codec::{CommandApdu, ResponseApdu, StatusWord, Tag, Tlv};
 use crate::file::{KeyAlgorithm, KeyAttributes, KeyOrigin, KeyRef, PinPolicy, SecretKeyEntry, TouchPolicy};
 use crate::secret::SecretBytes;
 use crate::tag;
@@ -74,13 +74,9 @@ fn management_key(store: &CardStore) -> Result<&SecretKeyEntry, StatusWord> {
         .ok_or(StatusWord::ReferencedDataNotFound)
 }
 
-fn dynamic_auth(tag: u32, value: Vec<u8>) -> ResponseApdu {
-    let inner = match tag {
-        0x80 => Tlv::new(tag!(0x80), value),
-        0x81 => Tlv::new(tag!(0x81), value),
-        _ => Tlv::new(tag!(0x82), value),
-    };
-    ResponseApdu::success(Tlv::constructed(tag!(0x7C), &[inner]).to_bytes())
+/// `7C L {tag L value}`.
+fn dynamic_auth(tag: Tag, value: Vec<u8>) -> ResponseApdu {
+    ResponseApdu::success(Tlv::constructed(tag!(0x7C), &[Tlv::new(tag, value)]).to_bytes())
 }
 
 /// GENERAL AUTHENTICATE with the management key. `algorithm` is P1: `00`
@@ -114,7 +110,7 @@ pub(super) fn authenticate(
                 algorithm: key_algorithm,
                 witness,
             });
-            Ok(dynamic_auth(0x80, encrypted))
+            Ok(dynamic_auth(tag!(0x80), encrypted))
         }
         // Mutual authentication, step 2: the decrypted witness and the
         // host's challenge (with or without an empty `82` asking for the
@@ -138,7 +134,7 @@ pub(super) fn authenticate(
             }
             let answer = encrypt_block(key_algorithm, entry.material(), c)?;
             vol.management_authenticated = true;
-            Ok(dynamic_auth(0x82, answer))
+            Ok(dynamic_auth(tag!(0x82), answer))
         }
         // Single authentication, step 1: a challenge for the host.
         (None, c, None) if requested(c) => {
@@ -148,7 +144,7 @@ pub(super) fn authenticate(
                 algorithm: key_algorithm,
                 challenge,
             });
-            Ok(dynamic_auth(0x81, reply))
+            Ok(dynamic_auth(tag!(0x81), reply))
         }
         // Single authentication, step 2: the encrypted challenge.
         (None, None, Some(r)) if given(&t.response) => {
