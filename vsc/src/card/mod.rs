@@ -337,6 +337,7 @@ impl SoftCard {
             identity: &self.identity,
             security: &mut self.vol.security,
             protection,
+            session_kvn: self.vol.scp.session_kvn(),
         };
         if cmd.ins() == Instruction::Select && cmd.cla() & 0x80 == 0 {
             return select(
