@@ -474,6 +474,10 @@ fn set_status_follows_the_card_life_cycle() {
         ssend(&mut t, &mut s, "00A4040005A000000308").sw,
         StatusWord::FunctionNotSupported
     );
+    assert_eq!(
+        ssend(&mut t, &mut s, "00A40000023F00").sw,
+        StatusWord::FunctionNotSupported
+    );
     let r = ssend(&mut t, &mut s, "00A4040008A000000151000000");
     assert_eq!((r.sw, r.data), (StatusWord::FileDeactivated, h(FCI)));
     // Unlock, then terminate.

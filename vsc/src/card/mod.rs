@@ -32,7 +32,7 @@
 
 mod app;
 pub mod blank;
-mod fs;
+pub mod fs;
 pub mod gp_state;
 pub mod identity;
 pub mod isd;
