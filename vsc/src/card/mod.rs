@@ -32,10 +32,10 @@
 
 mod app;
 pub mod blank;
-mod fs;
+pub mod fs;
 pub mod gp_state;
 pub mod identity;
-mod isd;
+pub mod isd;
 pub mod pin;
 pub mod piv;
 
@@ -337,6 +337,7 @@ impl SoftCard {
             identity: &self.identity,
             security: &mut self.vol.security,
             protection,
+            session_kvn: self.vol.scp.session_kvn(),
         };
         if cmd.ins() == Instruction::Select && cmd.cla() & 0x80 == 0 {
             return select(
@@ -376,6 +377,14 @@ fn select(
             if aid.is_empty() || (aid.len() >= 5 && ISD_AID.starts_with(aid)) {
                 Selected::Isd
             } else if aid.len() >= 5 && piv.aid().starts_with(aid) {
+                // A CARD_LOCKED or TERMINATED card lets only the ISD be
+                // selected (Card Specification §5.1.1.4, Table 11-84).
+                if matches!(
+                    gp_state::life_cycle(ctx.store.vsc()),
+                    LifeCycle::CardLocked | LifeCycle::Terminated
+                ) {
+                    return Err(StatusWord::FunctionNotSupported);
+                }
                 Selected::Piv
             } else {
                 return Err(StatusWord::FileNotFound);
