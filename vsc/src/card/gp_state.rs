@@ -189,12 +189,13 @@ pub fn keysets(vsc: &Vsc) -> Result<Vec<StoredKeySet>, CardError> {
 /// The key sets INITIALIZE UPDATE accepts, by ascending KVN: every stored
 /// set, except the card stock's transport set once the card is SECURED (the
 /// rule `SoftCard`'s INITIALIZE UPDATE applies). The first is the default key
-/// set (KVN `00` in INITIALIZE UPDATE).
+/// set (KVN `00` in INITIALIZE UPDATE). A card past personalization
+/// (SECURED, or CARD_LOCKED after it) refuses the stock's transport set.
 pub fn usable_keysets(vsc: &Vsc) -> Result<Vec<StoredKeySet>, CardError> {
-    let secured = life_cycle(vsc) == LifeCycle::Secured;
+    let personalized = matches!(life_cycle(vsc), LifeCycle::Secured | LifeCycle::CardLocked);
     Ok(keysets(vsc)?
         .into_iter()
-        .filter(|s| !(secured && s.factory))
+        .filter(|s| !(personalized && s.factory))
         .collect())
 }
 

@@ -302,12 +302,14 @@ impl SoftCard {
     }
 
     fn initialize_update(&mut self, cmd: &CommandApdu) -> Result<ResponseApdu, StatusWord> {
-        let stored = gp_state::keysets(self.store.vsc()).map_err(|_| StatusWord::ReferencedDataNotFound)?;
-        let secured = gp_state::life_cycle(self.store.vsc()) == LifeCycle::Secured;
-        // A SECURED card refuses the card stock's transport keys.
-        let mut sets: Vec<_> = stored
+        // A TERMINATED card opens no secure channel.
+        if gp_state::life_cycle(self.store.vsc()) == LifeCycle::Terminated {
+            return Err(StatusWord::ConditionsOfUseNotSatisfied);
+        }
+        // A personalized card refuses the card stock's transport keys.
+        let mut sets: Vec<_> = gp_state::usable_keysets(self.store.vsc())
+            .map_err(|_| StatusWord::ReferencedDataNotFound)?
             .into_iter()
-            .filter(|s| !(secured && s.factory))
             .map(|s| s.set)
             .collect();
         let before: Vec<(u8, u32)> = sets.iter().map(|s| (s.kvn, s.sequence_counter)).collect();
