@@ -20,10 +20,12 @@ fn stock(scratch: &Scratch, serials: &str) -> std::path::PathBuf {
 }
 
 fn feeder(scratch: &Scratch, stock: &Path, out: &Path) -> Running {
+    feeder_with(scratch, stock, out, &["--ports", "35963-35964"])
+}
+
+fn feeder_with(scratch: &Scratch, stock: &Path, out: &Path, extra: &[&str]) -> Running {
     let mut args: Vec<String> = [
         "feeder",
-        "--ports",
-        "35963-35964",
         "--stock",
         stock.to_str().unwrap(),
         "--out",
@@ -31,6 +33,7 @@ fn feeder(scratch: &Scratch, stock: &Path, out: &Path) -> Running {
     ]
     .map(String::from)
     .to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
     args.extend(scratch.kek_args());
     Running::vsc(&args, vec![READER_0, READER_1])
 }
@@ -193,4 +196,30 @@ fn the_feeder_recovers_cards_left_in_flight_and_stops_cleanly() {
     );
     let summary = f.stdout.all().join("\n");
     assert!(summary.contains("0 passed, 1 rejected, 1 recovered"), "{summary}");
+}
+
+#[test]
+fn a_card_left_half_done_is_rejected_after_the_idle_timeout() {
+    let _readers = harness::lock_readers();
+    let scratch = Scratch::new();
+    let stock = stock(&scratch, "00004100-00004100");
+    let out = scratch.join("out");
+    let mut f = feeder_with(
+        &scratch,
+        &stock,
+        &out,
+        &["--ports", "35963", "--idle-timeout", "2"],
+    );
+    // The client opens SCP03 and then holds the card without a command.
+    let mut r = harness::wait_for_card(READER_0);
+    r.connect().unwrap();
+    piv::open_scp03(&mut r).unwrap();
+    // The feeder takes the card out; with the stock empty it is done.
+    assert_eq!(f.wait_exit(CARD_WAIT), Some(0), "{:?}", f.stderr.all());
+    drop(r);
+    assert_eq!(names(&out.join("reject")), ["00004100.vsc"]);
+    let log = read_log(&out).unwrap();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!((log[0].bin, log[0].port), (Bin::Reject, Some(35963)));
+    assert!(log[0].reason.contains("no command for 2 s"), "{:?}", log[0]);
 }

@@ -139,8 +139,10 @@ pub(crate) fn run(a: FeederArgs) -> Result<(), Failure> {
         while !handles.iter().all(|h| h.is_finished()) {
             let now = Instant::now();
             for slot in &slots {
-                let timed_out = slot
-                    .machine()
+                // The flag is set under the machine's lock, so it is always
+                // about the card the machine belongs to.
+                let mut machine = slot.machine();
+                let timed_out = machine
                     .as_mut()
                     .is_some_and(|m| matches!(m.on_tick(now), Step::Done(_)));
                 if timed_out || shutdown.load(Ordering::SeqCst) {
@@ -184,8 +186,6 @@ impl Feeder<'_> {
             let Some(claimed) = self.bins.claim(self.stock).map_err(fail)? else {
                 return Ok(());
             };
-            slot.stop
-                .store(self.shutdown.load(Ordering::SeqCst), Ordering::SeqCst);
             match self.serve_one(slot, &claimed) {
                 Ok(Some(verdict)) => {
                     self.settle(slot, &claimed.path, verdict.0, &verdict.1)
@@ -219,7 +219,12 @@ impl Feeder<'_> {
         let mut card = SoftCard::open_file(&claimed.path, secrets::clone_unlock(self.unlock))
             .map_err(|e| format!("the card file cannot be opened as a card: {}", chain(&e)))?;
         let serial = card.identity().serial_text();
-        *slot.machine() = Some(SlotMachine::new(Instant::now(), self.idle_timeout));
+        {
+            let mut machine = slot.machine();
+            *machine = Some(SlotMachine::new(Instant::now(), self.idle_timeout));
+            slot.stop
+                .store(self.shutdown.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
         let mut waiting = false;
         let ended = vpcd::run(
             &mut card,
