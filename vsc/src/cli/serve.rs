@@ -33,7 +33,7 @@ pub(crate) struct ServeArgs {
     unlock: UnlockArgs,
 }
 
-/// Raises `flag` on Ctrl-C (SIGINT) and SIGTERM.
+/// Raises the returned flag on Ctrl-C (SIGINT).
 pub(crate) fn shutdown_on_signal() -> Result<Arc<AtomicBool>, Failure> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = Arc::clone(&flag);
