@@ -265,7 +265,7 @@ impl Feeder<'_> {
         };
         drop(card);
         let machine = slot.machine().take();
-        let verdict = machine.and_then(|mut m| m.verdict().cloned().or_else(|| m.on_stop(seen)));
+        let verdict = machine.and_then(|mut m| m.on_stop(seen));
         match (ended, verdict) {
             (_, Some(v)) => Ok(Some((serial, v))),
             (Ok(_), None) => Ok(None),
