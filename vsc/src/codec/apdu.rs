@@ -15,6 +15,8 @@
 
 use std::fmt;
 
+use zeroize::Zeroize;
+
 use super::{Instruction, StatusWord};
 
 /// Largest data field of a short command.
@@ -99,10 +101,13 @@ impl CommandApdu {
 
     /// The same command with a data field (empty data means none).
     pub fn with_data(mut self, data: impl Into<Vec<u8>>) -> Result<Self, ApduError> {
-        let data = data.into();
+        let mut data = data.into();
         if data.len() > MAX_EXTENDED_LC {
-            return Err(ApduError::DataTooLong(data.len()));
+            let len = data.len();
+            data.zeroize();
+            return Err(ApduError::DataTooLong(len));
         }
+        self.data.zeroize();
         self.data = data;
         Ok(self)
     }
@@ -161,8 +166,8 @@ impl CommandApdu {
     }
 
     /// Consumes the command and returns its data field.
-    pub fn into_data(self) -> Vec<u8> {
-        self.data
+    pub fn into_data(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.data)
     }
 
     /// A part of this command for a chain: same INS P1 P2, the given CLA, a
@@ -320,6 +325,14 @@ fn extended_ne(le: usize) -> usize {
         MAX_EXTENDED_NE
     } else {
         le
+    }
+}
+
+/// Command data carries PINs, PUKs and imported keys: it is wiped when the
+/// command is dropped.
+impl Drop for CommandApdu {
+    fn drop(&mut self) {
+        self.data.zeroize();
     }
 }
 

@@ -3,6 +3,8 @@
 //!
 //! Pure state machines: they say which APDU to send next and never transmit.
 
+use zeroize::Zeroize;
+
 use super::{CommandApdu, Instruction, ResponseApdu, StatusWord, CLA_CHAINING};
 
 /// Part size OpenSC and yubico-piv-tool use when chaining.
@@ -66,6 +68,13 @@ struct Pending {
     data: Vec<u8>,
 }
 
+/// A chain's data may hold PINs or key parts: wiped when the chain ends.
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.data.zeroize();
+    }
+}
+
 impl ChainAssembler {
     pub fn new() -> Self {
         Self::default()
@@ -123,9 +132,9 @@ impl ChainAssembler {
             return Err(ChainError::TooLong(limit));
         }
         let ne = part.ne();
-        p.data.extend_from_slice(&part.into_data());
+        p.data.extend_from_slice(part.data());
         let whole = CommandApdu::new(p.cla, p.ins, p.p1, p.p2)
-            .with_data(p.data)
+            .with_data(std::mem::take(&mut p.data))
             .map_err(|_| ChainError::TooLong(limit))?;
         Ok(Some(match ne {
             Some(ne) => whole.with_ne(ne).map_err(|_| ChainError::TooLong(limit))?,
