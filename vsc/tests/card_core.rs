@@ -151,3 +151,14 @@ fn a_disabled_vsc_is_not_a_card() {
     vsc.set_state(vsc::file::State::Disabled);
     assert!(matches!(SoftCard::new(vsc), Err(vsc::card::CardError::Disabled)));
 }
+
+#[test]
+fn a_terminated_card_opens_no_secure_channel() {
+    let mut vsc = blank(6);
+    gp_state::set_life_cycle(&mut vsc, LifeCycle::Terminated).unwrap();
+    let mut t = InProcess::insert(SoftCard::with_seed(vsc, 7).unwrap());
+    assert_eq!(
+        open_session(&mut t, SecurityLevel::All).unwrap_err(),
+        StatusWord::ConditionsOfUseNotSatisfied
+    );
+}

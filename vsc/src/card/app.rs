@@ -5,7 +5,7 @@ use rand::rngs::StdRng;
 
 use crate::codec::{CommandApdu, ResponseApdu, StatusWord};
 use crate::file::Vsc;
-use crate::scp03::Protection;
+use crate::scp03::{Protection, SecurityLevel};
 
 use super::identity::CardIdentity;
 
@@ -66,6 +66,10 @@ pub struct Ctx<'a> {
     /// How the command arrived: `Secured` when it came through an SCP03
     /// session (the issuer's authority); `None` otherwise.
     pub protection: Protection,
+    /// The key version number of the key set the open SCP03 session was
+    /// opened with (`None` without a session). The issuer security domain
+    /// decrypts PUT KEY with that key set's static Key-DEK.
+    pub session_kvn: Option<u8>,
 }
 
 impl Ctx<'_> {
@@ -73,6 +77,14 @@ impl Ctx<'_> {
     /// issuer's keys authorized it.
     pub fn issuer_authorized(&self) -> bool {
         matches!(self.protection, Protection::Secured(_))
+    }
+
+    /// The security level of the SCP03 session the command came through.
+    pub fn security_level(&self) -> Option<SecurityLevel> {
+        match self.protection {
+            Protection::Secured(level) => Some(level),
+            Protection::None => None,
+        }
     }
 }
 

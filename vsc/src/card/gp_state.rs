@@ -7,6 +7,8 @@
 //! | public area      | `"gp/scp03/<kvn>/sequence-counter"` | u24 big-endian          |
 //! | public area      | `"gp/scp03/<kvn>/factory"`          | `01`: the card stock's transport keys |
 //! | public area      | `"gp/life-cycle"`                   | the card life cycle byte |
+//! | public area      | `GP <tag>`                          | ISD data from STORE DATA (BER-TLV, or inside DGI `0070`): the value |
+//! | public area      | `"gp/dgi/<DGI>"`                    | ISD data from STORE DATA in any other DGI: the value |
 
 use std::collections::BTreeMap;
 
@@ -37,6 +39,37 @@ pub enum LifeCycle {
 }
 
 impl LifeCycle {
+    /// Whether SET STATUS may take the card from `self` to `to`
+    /// (Card Specification §5.1.1, Figure 5-1): OP_READY → INITIALIZED →
+    /// SECURED, each irreversible (INITIALIZED may be skipped); SECURED ⇄
+    /// CARD_LOCKED; any state but TERMINATED → TERMINATED. Staying in the
+    /// same state is not a transition.
+    pub fn may_become(self, to: LifeCycle) -> bool {
+        use LifeCycle::*;
+        match (self, to) {
+            (Terminated, _) => false,
+            (_, Terminated) => true,
+            (OpReady, Initialized | Secured) => true,
+            (Initialized, Secured) => true,
+            (Secured, CardLocked) | (CardLocked, Secured) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the card content (keys, ISD data, files) may change: not in
+    /// CARD_LOCKED, TERMINATED or a state this card does not know.
+    pub fn allows_content_changes(self) -> bool {
+        matches!(
+            self,
+            LifeCycle::OpReady | LifeCycle::Initialized | LifeCycle::Secured
+        )
+    }
+
+    /// The pre-issuance states, in which the issuer personalizes the card.
+    pub fn is_pre_issuance(self) -> bool {
+        matches!(self, LifeCycle::OpReady | LifeCycle::Initialized)
+    }
+
     pub fn to_byte(self) -> u8 {
         match self {
             LifeCycle::OpReady => 0x01,
@@ -87,6 +120,15 @@ pub fn life_cycle(vsc: &Vsc) -> LifeCycle {
 pub fn set_life_cycle(vsc: &mut Vsc, lc: LifeCycle) -> Result<(), CardError> {
     vsc.put_public(DataObject::new(life_cycle_object(), vec![lc.to_byte()]))?;
     Ok(())
+}
+
+/// Most key sets a card keeps (PUT KEY adding another answers `6A84`).
+pub const MAX_KEYSETS: usize = 8;
+
+/// The VSC object of ISD data that STORE DATA received in a DGI other than
+/// `0070` (whose BER-TLV objects are stored by tag, as `ObjectId::Gp`).
+pub fn dgi_object(dgi: u16) -> ObjectId {
+    named(format!("gp/dgi/{dgi:04X}"))
 }
 
 /// A key set as stored, with whether it is the card stock's transport set.
@@ -144,6 +186,19 @@ pub fn keysets(vsc: &Vsc) -> Result<Vec<StoredKeySet>, CardError> {
     Ok(out)
 }
 
+/// The key sets INITIALIZE UPDATE accepts, by ascending KVN: every stored
+/// set, except the card stock's transport set once the card is SECURED (the
+/// rule `SoftCard`'s INITIALIZE UPDATE applies). The first is the default key
+/// set (KVN `00` in INITIALIZE UPDATE). A card past personalization
+/// (SECURED, or CARD_LOCKED after it) refuses the stock's transport set.
+pub fn usable_keysets(vsc: &Vsc) -> Result<Vec<StoredKeySet>, CardError> {
+    let personalized = matches!(life_cycle(vsc), LifeCycle::Secured | LifeCycle::CardLocked);
+    Ok(keysets(vsc)?
+        .into_iter()
+        .filter(|s| !(personalized && s.factory))
+        .collect())
+}
+
 fn algorithm_of(len: AesKeyLen) -> KeyAlgorithm {
     match len {
         AesKeyLen::Aes128 => KeyAlgorithm::Aes128,
@@ -153,24 +208,28 @@ fn algorithm_of(len: AesKeyLen) -> KeyAlgorithm {
 }
 
 /// Stores a key set (replacing one with the same KVN), with a fresh
-/// sequence counter of 0.
+/// sequence counter of 0. Every check is made before the VSC changes, so a
+/// failure leaves it as it was.
 pub fn put_keyset(vsc: &mut Vsc, kvn: u8, keys: &StaticKeys, factory: bool) -> Result<(), CardError> {
     let attributes = KeyAttributes {
         origin: KeyOrigin::Imported,
         pin_policy: PinPolicy::Default,
         touch_policy: TouchPolicy::Default,
     };
+    let mut entries = Vec::with_capacity(3);
     for (kid, key) in [
         (KID_ENC, keys.enc()),
         (KID_MAC, keys.mac()),
         (KID_DEK, keys.dek()),
     ] {
-        let entry = SecretKeyEntry::new(
+        entries.push(SecretKeyEntry::new(
             KeyRef::Scp03 { kvn, kid },
             algorithm_of(key.key_len()),
             SecretBytes::from_slice(key.expose_secret()),
             attributes,
-        )?;
+        )?);
+    }
+    for entry in entries {
         vsc.put_secret_key(entry);
     }
     set_sequence_counter(vsc, kvn, 0)?;

@@ -32,10 +32,10 @@
 
 mod app;
 pub mod blank;
-mod fs;
+pub mod fs;
 pub mod gp_state;
 pub mod identity;
-mod isd;
+pub mod isd;
 pub mod pin;
 pub mod piv;
 
@@ -302,12 +302,14 @@ impl SoftCard {
     }
 
     fn initialize_update(&mut self, cmd: &CommandApdu) -> Result<ResponseApdu, StatusWord> {
-        let stored = gp_state::keysets(self.store.vsc()).map_err(|_| StatusWord::ReferencedDataNotFound)?;
-        let secured = gp_state::life_cycle(self.store.vsc()) == LifeCycle::Secured;
-        // A SECURED card refuses the card stock's transport keys.
-        let mut sets: Vec<_> = stored
+        // A TERMINATED card opens no secure channel.
+        if gp_state::life_cycle(self.store.vsc()) == LifeCycle::Terminated {
+            return Err(StatusWord::ConditionsOfUseNotSatisfied);
+        }
+        // A personalized card refuses the card stock's transport keys.
+        let mut sets: Vec<_> = gp_state::usable_keysets(self.store.vsc())
+            .map_err(|_| StatusWord::ReferencedDataNotFound)?
             .into_iter()
-            .filter(|s| !(secured && s.factory))
             .map(|s| s.set)
             .collect();
         let before: Vec<(u8, u32)> = sets.iter().map(|s| (s.kvn, s.sequence_counter)).collect();
@@ -337,6 +339,7 @@ impl SoftCard {
             identity: &self.identity,
             security: &mut self.vol.security,
             protection,
+            session_kvn: self.vol.scp.session_kvn(),
         };
         if cmd.ins() == Instruction::Select && cmd.cla() & 0x80 == 0 {
             return select(
@@ -376,6 +379,14 @@ fn select(
             if aid.is_empty() || (aid.len() >= 5 && ISD_AID.starts_with(aid)) {
                 Selected::Isd
             } else if aid.len() >= 5 && piv.aid().starts_with(aid) {
+                // A CARD_LOCKED or TERMINATED card lets only the ISD be
+                // selected (Card Specification §5.1.1.4, Table 11-84).
+                if matches!(
+                    gp_state::life_cycle(ctx.store.vsc()),
+                    LifeCycle::CardLocked | LifeCycle::Terminated
+                ) {
+                    return Err(StatusWord::FunctionNotSupported);
+                }
                 Selected::Piv
             } else {
                 return Err(StatusWord::FileNotFound);

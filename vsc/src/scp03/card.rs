@@ -157,6 +157,7 @@ struct Pending {
     keys: SessionKeys,
     host_cryptogram: [u8; 8],
     channel: u8,
+    kvn: u8,
 }
 
 /// What wrapping the response to the last unwrapped command needs.
@@ -167,6 +168,8 @@ struct Answer {
 
 struct Open {
     keys: SessionKeys,
+    /// The key set the session was opened with.
+    kvn: u8,
     level: SecurityLevel,
     chain: Block,
     /// The counter of the last verified command (0 right after EXTERNAL
@@ -332,6 +335,7 @@ impl Scp03Card {
             keys,
             host_cryptogram,
             channel: channel(cmd.cla()),
+            kvn: keyset.kvn,
         });
         Ok(ResponseApdu::success(response.to_bytes()))
     }
@@ -380,6 +384,7 @@ impl Scp03Card {
         }
         self.state = State::Open(Open {
             keys: pending.keys,
+            kvn: pending.kvn,
             level: ea.level,
             chain: m,
             counter: 0,
@@ -467,6 +472,16 @@ impl Scp03Card {
     pub fn security_level(&self) -> Option<SecurityLevel> {
         match &self.state {
             State::Open(o) => Some(o.level),
+            _ => None,
+        }
+    }
+
+    /// The key version number of the key set the open session was opened
+    /// with, if a session is open. Its static Key-DEK decrypts sensitive data
+    /// such as the keys of PUT KEY (SCP03 has no session DEK).
+    pub fn session_kvn(&self) -> Option<u8> {
+        match &self.state {
+            State::Open(o) => Some(o.kvn),
             _ => None,
         }
     }
