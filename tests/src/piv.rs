@@ -9,7 +9,9 @@ use des::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use des::TdesEde3;
 use vsc::card::blank::{DEFAULT_MANAGEMENT_KEY, GP_TEST_KEY};
 use vsc::codec::{CommandApdu, ResponseApdu, StatusWord, TlvRef};
-use vsc::scp03::{HostSession, InitializeUpdate, InitializeUpdateResponse, SecurityLevel, StaticKeys};
+use vsc::scp03::{
+    put_key_component, HostSession, InitializeUpdate, InitializeUpdateResponse, SecurityLevel, StaticKeys,
+};
 use vsc::secret::AesKey;
 use vsc::transport::{exchange, CardTransport, TransportError};
 
@@ -189,6 +191,47 @@ pub fn secured(
     let w = session.wrap(c)?;
     let r = exchange(t, &w.apdu, false)?;
     Ok(session.unwrap(&w.expect, &r)?)
+}
+
+/// PUT KEY adding key set `new_kvn` (AES keys ENC, MAC, DEK), its keys
+/// encrypted under `dek`, the static Key-DEK of the session's key set.
+pub fn put_key_command(new_kvn: u8, keys: &StaticKeys, dek: &AesKey) -> CommandApdu {
+    let mut data = vec![new_kvn];
+    for key in [keys.enc(), keys.mac(), keys.dek()] {
+        data.extend(put_key_component(dek, key));
+    }
+    CommandApdu::new(0x80, 0xD8, 0x00, 0x81)
+        .with_data(data)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_ne(256)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Fresh random AES-128 keys for a key set.
+pub fn random_keys() -> StaticKeys {
+    let k = || AesKey::from_slice(&rand::random::<[u8; 16]>()).unwrap_or_else(|e| panic!("{e}"));
+    StaticKeys::new(k(), k(), k()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What the issuer does at least before SECURED: a key set of its own
+/// (KVN 30) next to the stock's transport keys, then SET STATUS SECURED.
+pub fn personalize_minimal(t: &mut impl CardTransport, session: &mut HostSession) -> Result<(), HostError> {
+    let stock = test_keys();
+    let r = secured(t, session, &put_key_command(0x30, &random_keys(), stock.dek()))?;
+    if r.sw != StatusWord::Success {
+        return Err(HostError::Status {
+            step: "PUT KEY",
+            sw: r.sw,
+        });
+    }
+    let r = secured(t, session, &set_status_secured_command())?;
+    if r.sw != StatusWord::Success {
+        return Err(HostError::Status {
+            step: "SET STATUS SECURED",
+            sw: r.sw,
+        });
+    }
+    Ok(())
 }
 
 /// SET STATUS of the ISD to SECURED (`80 F0 80 0F`).

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use station::readers::{PcscReader, Presence};
 use tests::harness::{self, Running, Scratch, CARD_WAIT, READER_0, READER_1};
 use tests::piv;
-use vsc::codec::StatusWord;
 use vsc::feeder::{read_log, Bin};
 
 fn stock(scratch: &Scratch, serials: &str) -> std::path::PathBuf {
@@ -50,7 +49,8 @@ fn names(dir: &Path) -> Vec<String> {
 /// What the test client does with a card.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Client {
-    /// Opens SCP03 with the stock keys and sends SET STATUS SECURED.
+    /// Opens SCP03 with the stock keys, adds an issuer key set (PUT KEY)
+    /// and sends SET STATUS SECURED.
     Personalize,
     /// Opens SCP03, then walks away.
     Abandon,
@@ -79,8 +79,8 @@ fn client(plan: &[Client]) -> Vec<(u32, Client)> {
             r.connect().unwrap();
             let (mut session, serial) = piv::open_scp03(&mut r).unwrap();
             if what == Client::Personalize {
-                let resp = piv::secured(&mut r, &mut session, &piv::set_status_secured_command()).unwrap();
-                assert_eq!(resp.sw, StatusWord::Success, "SET STATUS SECURED on {serial:08}");
+                piv::personalize_minimal(&mut r, &mut session)
+                    .unwrap_or_else(|e| panic!("personalizing {serial:08}: {e}"));
             }
             r.disconnect().unwrap();
             done.push((serial, what));
