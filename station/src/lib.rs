@@ -1,4 +1,7 @@
 //! The card control system: PC/SC readers, the transparent relay, the control
 //! stream and the operator console.
 //!
-//! Empty until the station issue; nothing here yet.
+//! - [`readers`]: PC/SC readers through pcscd, as
+//!   [`vsc::transport::CardTransport`]s.
+
+pub mod readers;

@@ -8,9 +8,12 @@
 //! - [`transport`]: the `CardTransport` trait host code talks to, the
 //!   `SmartCard` trait a card implements, and the in-process transport.
 //! - [`vpcd`]: plugs a card into pcscd through vsmartcard's vpcd driver.
+//! - [`feeder`]: feeds card files through vpcd slots into pass and reject
+//!   bins, like a card-personalization machine.
 
 pub mod card;
 pub mod codec;
+pub mod feeder;
 pub mod file;
 pub mod scp03;
 pub mod secret;

@@ -1,4 +1,5 @@
-//! The `vsc` command: create, show, verify, enable and disable VSC files.
+//! The `vsc` command: create, show, verify, enable and disable VSC files;
+//! make blank card stock, serve a card through pcscd, feed a stack of cards.
 //! Run `vsc --help` for the subcommands.
 
 mod cli;

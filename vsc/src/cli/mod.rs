@@ -1,6 +1,9 @@
 //! The `vsc` command line.
 
+mod blank;
+mod feeder;
 mod secrets;
+mod serve;
 mod show;
 
 use std::error::Error;
@@ -22,12 +25,12 @@ impl Failure {
     }
 
     /// `path: error: cause: cause …`, the whole chain.
-    fn at(path: &Path, e: &VscError) -> Self {
+    pub(crate) fn at(path: &Path, e: &VscError) -> Self {
         Failure(format!("{}: {}", path.display(), chain(e)))
     }
 }
 
-fn chain(e: &dyn Error) -> String {
+pub(crate) fn chain(e: &dyn Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -42,14 +45,18 @@ fn chain(e: &dyn Error) -> String {
 #[command(
     name = "vsc",
     version,
-    about = "Create, show and check VSC files (virtual smart cards)",
-    long_about = "Create, show and check VSC files (virtual smart cards).\n\n\
+    about = "Create, show and check VSC files (virtual smart cards); serve them as cards through pcscd",
+    long_about = "Create, show and check VSC files (virtual smart cards); serve them as cards through pcscd.\n\n\
         A VSC file holds a card's header, its key slots and four areas: public (in clear), \
         private, secret key and password (encrypted). Without a key only the integrity of the \
         file can be checked; a password or KEK also authenticates it.\n\n\
+        `vsc blank` makes blank card stock, `vsc serve` puts one card into a vpcd reader of \
+        pcscd, `vsc feeder` feeds a stack of cards through vpcd readers into pass and reject bins.\n\n\
         Exit status: 0 success, 1 a check or operation failed, 2 usage error.",
     after_help = "Example:\n  vsc new --label 'VSC 00001079' --password-file pw.txt --out card.vsc\n  \
-        vsc verify card.vsc --password-file pw.txt"
+        vsc verify card.vsc --password-file pw.txt\n  \
+        vsc blank --serial 00001079 --out blank.vsc --password-file pw.txt\n  \
+        vsc serve blank.vsc --password-file pw.txt"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -87,6 +94,38 @@ enum Command {
         The state is authenticated, so this needs the password or KEK. The file is replaced \
         atomically.")]
     Enable(StateArgs),
+    /// Make blank card stock: one card, or a stack of them.
+    #[command(after_help = "Example:\n  \
+        vsc blank --serial 00001079 --out blank.vsc --password-file pw.txt\n  \
+        vsc blank --serials 00001000-00001015 --out-dir stock --kek-file stock.kek --kek-id stock/1\n\n\
+        A blank card is in life cycle OP_READY with the SCP03 transport key set (the \
+        GlobalPlatform test keys 40..4F as key version 01 unless --gp-key/--kvn say otherwise), \
+        an empty PIV application with the default management key, PIN 123456 and PUK 12345678. \
+        A stack is written as DIR/<serial>.vsc, the input of `vsc feeder`.")]
+    Blank(blank::BlankArgs),
+    /// Put a card into a reader of pcscd (through vsmartcard's vpcd) until Ctrl-C.
+    #[command(after_help = "Example:\n  \
+        scripts/pcscd start\n  \
+        vsc serve card.vsc --password-file pw.txt\n  \
+        pkcs15-tool --reader 'Virtual PCD 00 00' --list-certificates\n\n\
+        Port 35963 is the reader 'Virtual PCD 00 00', 35964 'Virtual PCD 00 01'. Every change \
+        a client makes is saved to the file atomically before the card answers. When pcscd is not \
+        running yet or restarts, the card waits and reconnects. Ctrl-C takes the card out of the \
+        reader and exits 0.")]
+    Serve(serve::ServeArgs),
+    /// Feed a stack of blank cards through vpcd readers into pass and reject bins.
+    #[command(after_help = "Example:\n  \
+        vsc blank --serials 00001000-00001015 --out-dir stock --kek-file stock.kek --kek-id stock/1\n  \
+        vsc feeder --ports 35963-35964 --stock stock --out run1 --kek-file stock.kek --kek-id stock/1\n\n\
+        One card per port: the next card file is claimed from the stock (moved atomically into \
+        OUT/inflight/) and put into the reader. A card whose GlobalPlatform life cycle is SECURED \
+        when it is powered off goes to OUT/pass/; a card powered off after personalization \
+        started but not SECURED, or idle longer than --idle-timeout, goes to OUT/reject/. A \
+        card nobody touches stays in its reader. Every decision is a line of OUT/log.jsonl. \
+        Cards an earlier run left in OUT/inflight/ go to OUT/reject/ at start. The feeder exits 0 \
+        when the stock is empty and every reader is done; Ctrl-C stops it (untouched cards go \
+        back to the stock).")]
+    Feeder(feeder::FeederArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -136,6 +175,13 @@ struct NewArgs {
     /// Serial number of a chip this VSC belongs to, in hex (repeatable).
     #[arg(long = "chip-serial", value_name = "HEX")]
     chip_serials: Vec<String>,
+    #[command(flatten)]
+    argon2: Argon2Args,
+}
+
+/// The cost of a password protector.
+#[derive(Args)]
+pub(crate) struct Argon2Args {
     /// Argon2id memory cost in KiB (default: 64 MiB, RFC 9106).
     #[arg(long, value_name = "KIB", default_value_t = Argon2Params::RECOMMENDED.m_cost_kib())]
     argon2_memory: u32,
@@ -147,9 +193,16 @@ struct NewArgs {
     argon2_lanes: u32,
 }
 
+impl Argon2Args {
+    pub(crate) fn params(&self) -> Result<Argon2Params, Failure> {
+        Argon2Params::new(self.argon2_memory, self.argon2_time, self.argon2_lanes)
+            .map_err(|e| Failure::msg(chain(&e)))
+    }
+}
+
 /// How to open a VSC.
 #[derive(Args)]
-struct UnlockArgs {
+pub(crate) struct UnlockArgs {
     /// File whose first line is the password.
     #[arg(long, value_name = "FILE", conflicts_with = "kek_file")]
     password_file: Option<PathBuf>,
@@ -168,7 +221,7 @@ impl UnlockArgs {
 
     /// The unlock given on the command line, else a password from the
     /// terminal, else an error.
-    fn resolve(&self, path: &Path) -> Result<Unlock, Failure> {
+    pub(crate) fn resolve(&self, path: &Path) -> Result<Unlock, Failure> {
         if let (Some(file), Some(id)) = (&self.kek_file, &self.kek_id) {
             return Ok(Unlock::Kek {
                 key_id: id.clone(),
@@ -221,6 +274,9 @@ pub(crate) fn main() -> ExitCode {
         Command::Verify(a) => verify(a),
         Command::Disable(a) => set_state(a, State::Disabled),
         Command::Enable(a) => set_state(a, State::Active),
+        Command::Blank(a) => blank::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Feeder(a) => feeder::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -238,8 +294,7 @@ fn new(a: NewArgs) -> Result<(), Failure> {
             a.out.display()
         )));
     }
-    let params = Argon2Params::new(a.argon2_memory, a.argon2_time, a.argon2_lanes)
-        .map_err(|e| Failure::msg(chain(&e)))?;
+    let params = a.argon2.params()?;
     let mut serials = Vec::new();
     for s in &a.chip_serials {
         serials

@@ -3,6 +3,7 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
+use vsc::file::Unlock;
 use vsc::secret::{AesKey, SecretBytes};
 use zeroize::Zeroizing;
 
@@ -73,4 +74,15 @@ pub(crate) fn prompt_password(prompt: &str, confirm: bool) -> Result<SecretBytes
         }
     }
     Ok(SecretBytes::from_slice(&first))
+}
+
+/// A second copy of an unlock (one per card the feeder opens).
+pub(crate) fn clone_unlock(u: &Unlock) -> Unlock {
+    match u {
+        Unlock::Password(p) => Unlock::Password(p.clone()),
+        Unlock::Kek { key_id, key } => Unlock::Kek {
+            key_id: key_id.clone(),
+            key: key.clone(),
+        },
+    }
 }
