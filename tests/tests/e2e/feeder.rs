@@ -71,7 +71,7 @@ fn client(plan: &[Client]) -> Vec<(u32, Client)> {
         for (i, reader) in readers.iter().enumerate() {
             let Some(&what) = plan.get(done.len()) else { break };
             let p = reader.presence().unwrap();
-            let fresh = p.present && last[i].as_ref().map_or(true, |l| l.event_count != p.event_count);
+            let fresh = p.present && last[i].as_ref().is_none_or(|l| l.event_count != p.event_count);
             if !fresh {
                 continue;
             }
