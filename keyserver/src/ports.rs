@@ -205,3 +205,78 @@ pub trait AuditSink: Send + Sync {
 pub trait RsaKeySource: Send + Sync {
     fn rsa2048(&self) -> Result<rsa::RsaPrivateKey, KeyError>;
 }
+
+/// A card a station asks to personalize.
+#[derive(Clone, Debug)]
+pub struct CardRequest {
+    pub request_id: String,
+    /// The station's name (from its TLS certificate).
+    pub station: String,
+    pub reader: String,
+    pub atr: Vec<u8>,
+    pub job: String,
+    /// The job's profile id.
+    pub profile: String,
+    /// The card stock the job's blank cards come from.
+    pub stock: String,
+    pub record: crate::record::Record,
+}
+
+/// Secrets the cardholder must receive, generated during issuance (random
+/// PIN/PUK); the service keeps them sealed in the job output.
+#[derive(Debug)]
+pub struct IssuedSecrets {
+    pub pin: Option<vsc::secret::SecretBytes>,
+    pub puk: Option<vsc::secret::SecretBytes>,
+}
+
+/// How one card's issuance ended.
+#[derive(Debug)]
+pub struct Finished {
+    pub outcome: CardOutcome,
+    /// The card's chip serial, once round trip 1 identified it.
+    pub serial: Option<u32>,
+    /// Round trips between keyserver and station for this card.
+    pub round_trips: u32,
+    /// The master VSC's seal, if it was sealed.
+    pub sealed: Option<SealReceipt>,
+    pub secrets: Option<IssuedSecrets>,
+}
+
+/// What the engine wants after a reply.
+#[derive(Debug)]
+pub enum Next {
+    /// Run this script and reply.
+    Script(crate::script::Script),
+    /// The card is done.
+    Done(Finished),
+}
+
+/// One card's issuance, between round trips.
+pub trait CardSession: Send {
+    /// The station's reply to the last script.
+    fn on_reply(&mut self, reply: crate::script::Reply) -> Next;
+    /// Ends the session without a reply (station gone, malformed message,
+    /// shutdown): the card is void with `reason`.
+    fn abort(&mut self, reason: &str) -> Finished;
+}
+
+/// A record's field that breaks the profile's rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub problem: String,
+}
+
+/// The issuance engine the service drives.
+pub trait CardEngine: Send + Sync {
+    /// The profile ids the engine knows.
+    fn profiles(&self) -> Vec<String>;
+    /// The field names a profile reads from a record.
+    fn profile_fields(&self, profile: &str) -> Option<Vec<String>>;
+    /// Checks a record against its profile, before it is queued.
+    fn check_record(&self, profile: &str, record: &crate::record::Record) -> Result<(), Vec<FieldError>>;
+    /// Starts a card: round trip 1's script, or an immediate end (e.g. an
+    /// unknown profile).
+    fn start(&self, request: CardRequest) -> Result<(Box<dyn CardSession>, crate::script::Script), Finished>;
+}
