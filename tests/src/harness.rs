@@ -293,6 +293,18 @@ pub fn lock_readers() -> ReadersLock {
     fs4::fs_std::FileExt::lock_exclusive(&file)
         .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
     ensure_pcscd();
+    // A card nobody in this run put there (a `vsc serve` or `vsc feeder`
+    // left connected to vpcd by hand) would answer in place of the test's
+    // card: say so instead of running against it.
+    for (reader, port) in [(READER_0, PORT_0), (READER_1, PORT_1)] {
+        let r = PcscReader::open(reader).unwrap_or_else(|e| panic!("{e}"));
+        if let Err(e) = r.wait_for_removal(Duration::from_secs(5)) {
+            panic!(
+                "reader {reader:?} holds a card that no test put there ({e}): is a `vsc serve` or \
+                 `vsc feeder` from elsewhere connected to vpcd port {port}? Stop it and run again."
+            );
+        }
+    }
     ReadersLock {
         _file: file,
         _guard: guard,
