@@ -592,6 +592,27 @@ impl JobStore {
             what: format!("job {job:?} queue"),
             reason: e.to_string(),
         })?;
+        // Open the record before anything changes: a record that does not
+        // open (wrong records key, corruption) is never reserved.
+        let what_rec = || format!("job {job:?} record {record_id:?}");
+        let entry: RecordEntry = match self
+            .records
+            .get(key2(job, &record_id))
+            .map_err(store("read a record"))?
+        {
+            Some(v) => decode(what_rec, &v)?,
+            None => {
+                return Err(JobError::Corrupt {
+                    what: what_rec(),
+                    reason: "queued but missing".into(),
+                })
+            }
+        };
+        let record = self.open_record(job, &record_id, &entry)?;
+        let meta: JobMeta = match self.jobs.get(job).map_err(store("read a job"))? {
+            Some(v) => decode(|| format!("job {job:?}"), &v)?,
+            None => return Err(JobError::UnknownJob(job.to_string())),
+        };
         let request = RequestEntry {
             job: job.to_string(),
             record_id: record_id.clone(),
@@ -635,8 +656,15 @@ impl JobStore {
             })
             .map_err(tx_error("reserve a record"))?;
         self.flush("make the reservation durable")?;
-        let reservation = self.reservation(station, request_id, request)?;
-        Ok((reservation, true))
+        let reserved = Reserved {
+            job: job.to_string(),
+            profile: meta.profile,
+            stock: meta.stock,
+            reader: reader.to_string(),
+            atr: atr.to_vec(),
+            record,
+        };
+        Ok((Reservation::InFlight(reserved), true))
     }
 
     /// Records how a request's card ended: its record is issued, or voided
@@ -790,9 +818,9 @@ impl JobStore {
         self.void_where(reason, |_, _| true)
     }
 
-    /// Voids requests reserved before `reserved_before` (unix seconds)
-    /// whose (station, request id) `is_running` says no card session
-    /// serves: a station that reserved and never opened the card.
+    /// Voids requests reserved at or before `reserved_before` (unix
+    /// seconds) that no card session serves (`running` holds those that
+    /// are): a station that reserved and never opened the card.
     pub fn void_stale(
         &self,
         reason: &str,
@@ -800,7 +828,7 @@ impl JobStore {
         running: &HashSet<(String, String)>,
     ) -> Result<Vec<StaleRequest>, JobError> {
         self.void_where(reason, |r, at| {
-            at < reserved_before && !running.contains(&(r.station.clone(), r.request_id.clone()))
+            at <= reserved_before && !running.contains(&(r.station.clone(), r.request_id.clone()))
         })
     }
 

@@ -119,7 +119,7 @@ impl CardSession for FakeSession {
                 reason: format!("round trip {}: the card refused a command", self.round_trip),
             }));
         }
-        let selected = reply.responses.first().and_then(|r| sw(r)) == Some(0x9000);
+        let selected = reply.responses.iter().find(|r| !r.is_empty()).and_then(|r| sw(r)) == Some(0x9000);
         if !selected {
             return Next::Done(self.finished(CardOutcome::Void {
                 reason: "SELECT PIV failed".into(),
