@@ -100,7 +100,7 @@ pub(crate) async fn run(
     );
 
     let mut epoch = shared.stations.subscribe(&name);
-    let id = shared.register_control(&station, tx.clone());
+    let (id, replaced) = shared.register_control(&station, tx.clone());
     let jobs = shared.jobs_for(&station);
     let welcome = pb::KeyserverEvent {
         event: Some(Down::Welcome(pb::Welcome {
@@ -127,6 +127,10 @@ pub(crate) async fn run(
     let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
+            _ = replaced.notified() => {
+                tracing::info!(station = %name, "control stream replaced by a newer one");
+                break;
+            }
             changed = epoch.changed() => {
                 if changed.is_err() {
                     continue;

@@ -161,11 +161,19 @@ async fn find_request(shared: &Arc<Shared>, station: &str, request_id: &str) -> 
         if let Some(refusal) = shared.refusal(station, request_id) {
             return Err(Status::new(refusal.code, refusal.message));
         }
-        if tokio::time::timeout_at(deadline, seen.changed()).await.is_err() {
-            return Err(Status::not_found(format!(
-                "station {station} has no request {}: send its PersoRequest on the control stream first",
-                shown(request_id)
-            )));
+        let mut shutdown = shared.shutdown.clone();
+        tokio::select! {
+            waited = tokio::time::timeout_at(deadline, seen.changed()) => {
+                if waited.is_err() {
+                    return Err(Status::not_found(format!(
+                        "station {station} has no request {}: send its PersoRequest on the control stream first",
+                        shown(request_id)
+                    )));
+                }
+            }
+            _ = super::state::shutting_down(&mut shutdown) => {
+                return Err(Status::unavailable("the keyserver is shutting down"));
+            }
         }
     }
 }

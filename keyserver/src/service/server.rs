@@ -2,7 +2,7 @@
 //! service on the local socket.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -225,8 +225,6 @@ fn bind_admin_socket(path: &Path) -> Result<(tokio::net::UnixListener, u32), Ser
     result
 }
 
-use std::os::unix::fs::DirBuilderExt;
-
 /// Starts the service: voids what a previous run left in flight, listens
 /// for stations (mutual TLS) and on the admin socket.
 pub async fn start(config: ServerConfig, parts: Parts) -> Result<RunningServer, ServeError> {
@@ -241,6 +239,7 @@ pub async fn start(config: ServerConfig, parts: Parts) -> Result<RunningServer, 
     let ca_pem = parts.authority.client_ca_pem()?;
     let server_name = server_name(&identity.cert_pem)?;
     let tls = ServerTlsConfig::new()
+        .timeout(Duration::from_secs(10))
         .identity(Identity::from_pem(
             &identity.cert_pem,
             identity.key_pem.expose_secret(),

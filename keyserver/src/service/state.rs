@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use protos::pb;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tonic::{Code, Status};
 
 use super::authority::Authority;
@@ -24,6 +24,8 @@ struct ControlHandle {
     id: u64,
     station: Station,
     tx: ControlTx,
+    /// Ends the stream's task (a newer control stream replaced it).
+    replaced: Arc<Notify>,
 }
 
 /// A request refused on the control stream: the status its Perso stream
@@ -180,14 +182,19 @@ impl Shared {
         }
     }
 
-    pub(crate) fn register_control(&self, station: &Station, tx: ControlTx) -> u64 {
+    /// Makes `tx` the station's control stream; an older one is told it
+    /// was replaced and its task ends. Returns the stream's id and the
+    /// notification its task waits on.
+    pub(crate) fn register_control(&self, station: &Station, tx: ControlTx) -> (u64, Arc<Notify>) {
         let id = self.next_control.fetch_add(1, Ordering::Relaxed);
+        let replaced = Arc::new(Notify::new());
         let old = lock(&self.controls).insert(
             station.name.clone(),
             ControlHandle {
                 id,
                 station: station.clone(),
                 tx,
+                replaced: replaced.clone(),
             },
         );
         if let Some(old) = old {
@@ -195,8 +202,9 @@ impl Shared {
                 "station {}: replaced by a newer control stream",
                 station.name
             ))));
+            old.replaced.notify_one();
         }
-        id
+        (id, replaced)
     }
 
     pub(crate) fn unregister_control(&self, station: &str, id: u64) {
