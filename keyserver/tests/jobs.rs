@@ -172,6 +172,11 @@ fn a_job_name_is_used_once() {
     submit(&jobs, "people", &people(2)).unwrap();
     let e = submit(&jobs, "people", &people(2)).unwrap_err();
     assert!(matches!(e, JobError::JobExists(_)), "{e}");
+    // A spreadsheet's byte order mark is fine.
+    assert_eq!(
+        submit(&jobs, "bom", &format!("\u{feff}{}", people(2))).unwrap(),
+        2
+    );
     assert_eq!(jobs.status(Some("people")).unwrap()[0].total, 2);
 }
 

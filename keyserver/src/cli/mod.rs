@@ -129,10 +129,13 @@ pub enum ProfileCommand {
 pub enum JobCommand {
     /// Validate every row of a CSV file, then queue its records as a job.
     #[command(
-        after_help = "Example:\n  keyserver job submit people.csv --profile piv-escrow --data /var/lib/cardsmith"
+        after_help = "Example:\n  keyserver job submit people.csv --profile piv-escrow --data /var/lib/cardsmith\n\n\
+        Every row is checked first; any error (listed per row and column) means nothing is queued. \
+        A record is consumed only when its card is issued; a void card's record is queued again."
     )]
     Submit {
-        /// The CSV file: a header row naming the profile's fields, one row per card.
+        /// The CSV file: a header row with `record_id` (unique, not secret) and
+        /// every field the profile reads, then one row per card.
         csv: PathBuf,
         /// The profile (its id, from the profiles directory).
         #[arg(long)]

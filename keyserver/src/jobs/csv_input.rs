@@ -10,7 +10,8 @@
 //! is allowed). Header names are trimmed of surrounding spaces; cell values
 //! are taken exactly as they are.
 //!
-//! Errors name the file's line (the header is line 1) and the column.
+//! A leading UTF-8 byte order mark is ignored. Errors name the file's line
+//! (the header is line 1) and the column; they never quote a cell's value.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -106,6 +107,8 @@ pub fn read_records(engine: &dyn CardEngine, profile: &str, csv: &[u8]) -> Resul
         return Err(errors);
     };
 
+    // A spreadsheet's UTF-8 byte order mark is not part of the first name.
+    let csv = csv.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(csv);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
