@@ -56,6 +56,7 @@ pub(crate) async fn run(
     tx: ControlTx,
 ) {
     let name = station.name.clone();
+    let mut epoch = shared.stations.subscribe(&name);
     // Hello first.
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
         Ok(Ok(Some(pb::StationEvent {
@@ -99,7 +100,14 @@ pub(crate) async fn run(
         "station connected"
     );
 
-    let mut epoch = shared.stations.subscribe(&name);
+    if let Err(reason) = shared.still_valid(&station) {
+        let _ = tx
+            .send(Err(Status::permission_denied(format!(
+                "station {name}: {reason}"
+            ))))
+            .await;
+        return;
+    }
     let (id, replaced) = shared.register_control(&station, tx.clone());
     let jobs = shared.jobs_for(&station);
     let welcome = pb::KeyserverEvent {

@@ -224,6 +224,21 @@ impl Card {
             station = %self.station.name, request = %self.request_id, job = %self.reserved.job,
             record = %self.reserved.record.id, "card opened"
         );
+        // Watch for the certificate's retirement from before the card starts.
+        let mut epoch = self.shared.stations.subscribe(&self.station.name);
+        if let Err(reason) = self.shared.still_valid(&self.station) {
+            let status = Status::permission_denied(format!("station {}: {reason}", self.station.name));
+            let finished = Finished {
+                outcome: CardOutcome::Void {
+                    reason: format!("the station's certificate was retired: {reason}"),
+                },
+                serial: None,
+                round_trips: 0,
+                sealed: None,
+                secrets: None,
+            };
+            return self.finish(finished, Some(status)).await;
+        }
         let engine = self.shared.engine.clone();
         let started = tokio::task::spawn_blocking(move || engine.start(request)).await;
         let (mut session, mut script) = match started {
@@ -231,7 +246,6 @@ impl Card {
             Ok(Err(finished)) => return self.finish(finished, None).await,
             Err(_) => return self.lost_session().await,
         };
-        let mut epoch = self.shared.stations.subscribe(&self.station.name);
         let mut shutdown = self.shared.shutdown.clone();
         loop {
             // Send the script.
