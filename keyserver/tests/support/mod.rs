@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use keyserver::jobs::JobStore;
-use keyserver::ports::{AuditError, AuditEvent, AuditSink};
-use keyserver::service::{self, Limits, Parts, RunningServer, ServerConfig, StationRegistry};
+use keyserver::ports::{AuditError, AuditEvent, AuditSink, CardEngine};
+use keyserver::service::{self, Authority, Limits, Parts, RunningServer, ServerConfig, StationRegistry};
 use protos::bundle::StationBundle;
 use protos::pb;
 use protos::pb::admin_client::AdminClient;
@@ -88,10 +88,22 @@ pub fn test_limits() -> Limits {
     }
 }
 
-/// The service on loopback with real mutual TLS, the fake engine, the
-/// stand-in CA and an in-memory audit log.
+/// What the service runs with, when not the stand-ins (the end-to-end tests
+/// after the merge pass the real engine, custody and audit log).
+pub struct Custom {
+    pub engine: Arc<dyn CardEngine>,
+    pub authority: Arc<dyn Authority>,
+    pub audit: Arc<dyn AuditSink>,
+    pub records_key: AesKey,
+    /// A data directory prepared by the caller (e.g. `keyserver init`).
+    pub dir: Option<tempfile::TempDir>,
+}
+
+/// The service on loopback with real mutual TLS, by default with the fake
+/// engine, the stand-in CA and an in-memory audit log.
 pub struct Harness {
     pub dir: tempfile::TempDir,
+    /// The stand-ins (unused by the service when started with [`Custom`]).
     pub authority: Arc<TestAuthority>,
     pub audit: Arc<MemoryAudit>,
     pub engine: Arc<FakeEngine>,
@@ -99,6 +111,9 @@ pub struct Harness {
     pub stations: Arc<StationRegistry>,
     pub db: sled::Db,
     pub limits: Limits,
+    parts_engine: Arc<dyn CardEngine>,
+    parts_authority: Arc<dyn Authority>,
+    parts_audit: Arc<dyn AuditSink>,
     server: Option<RunningServer>,
 }
 
@@ -108,17 +123,46 @@ impl Harness {
     }
 
     pub async fn start_with(limits: Limits) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::build(limits, None).await
+    }
+
+    /// The service with the real parts.
+    pub async fn start_custom(limits: Limits, custom: Custom) -> Self {
+        Self::build(limits, Some(custom)).await
+    }
+
+    async fn build(limits: Limits, custom: Option<Custom>) -> Self {
+        let authority = Arc::new(TestAuthority::new("Cardsmith test enrollment CA"));
+        let audit: Arc<MemoryAudit> = Arc::default();
+        let engine = Arc::new(FakeEngine::new());
+        let custom = custom.unwrap_or_else(|| Custom {
+            engine: engine.clone(),
+            authority: authority.clone(),
+            audit: audit.clone(),
+            records_key: records_key(),
+            dir: None,
+        });
+        let Custom {
+            engine: parts_engine,
+            authority: parts_authority,
+            audit: parts_audit,
+            records_key: key,
+            dir,
+        } = custom;
+        let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
         let db = sled::open(dir.path().join("service.sled")).unwrap();
         let mut h = Harness {
-            authority: Arc::new(TestAuthority::new("Cardsmith test enrollment CA")),
-            audit: Arc::default(),
-            engine: Arc::new(FakeEngine::new()),
-            jobs: Arc::new(JobStore::open(&db, &records_key()).unwrap()),
+            authority,
+            audit,
+            engine,
+            jobs: Arc::new(JobStore::open(&db, &key).unwrap()),
             stations: Arc::new(StationRegistry::open(&db).unwrap()),
             db,
             dir,
             limits,
+            parts_engine,
+            parts_authority,
+            parts_audit,
             server: None,
         };
         h.serve().await;
@@ -137,9 +181,9 @@ impl Harness {
     pub async fn serve(&mut self) {
         assert!(self.server.is_none(), "already serving");
         let parts = Parts {
-            engine: self.engine.clone(),
-            authority: self.authority.clone(),
-            audit: self.audit.clone(),
+            engine: self.parts_engine.clone(),
+            authority: self.parts_authority.clone(),
+            audit: self.parts_audit.clone(),
             jobs: self.jobs.clone(),
             stations: self.stations.clone(),
         };
@@ -186,11 +230,15 @@ impl Harness {
     }
 
     pub async fn submit(&self, job: &str, csv: &str) -> pb::SubmitJobResponse {
+        self.submit_profile(job, engine::PROFILE, csv).await
+    }
+
+    pub async fn submit_profile(&self, job: &str, profile: &str, csv: &str) -> pb::SubmitJobResponse {
         self.admin()
             .await
             .submit_job(pb::SubmitJobRequest {
                 job: job.into(),
-                profile: engine::PROFILE.into(),
+                profile: profile.into(),
                 stock: "default".into(),
                 csv: csv.as_bytes().to_vec(),
             })
