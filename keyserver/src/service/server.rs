@@ -257,6 +257,11 @@ pub async fn start(config: ServerConfig, parts: Parts) -> Result<RunningServer, 
         addr: config.listen,
         source,
     })?;
+    if config.advertise.is_none() && local_addr.ip().is_unspecified() {
+        tracing::warn!(listen = %local_addr,
+            "listening on an unspecified address without --advertise: station bundles will name {local_addr}, \
+             which stations cannot dial");
+    }
     let (uds, uid) = bind_admin_socket(&config.admin_socket)?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
