@@ -7,3 +7,5 @@
 pub mod pb {
     tonic::include_proto!("cardsmith.perso.v1");
 }
+
+pub mod bundle;

@@ -37,8 +37,13 @@ pub enum Command {
 
     /// Unlock with the custodians' components and serve stations.
     #[command(
-        after_help = "Example:\n  keyserver serve --data /var/lib/cardsmith --listen 0.0.0.0:7443\n\n\
-        Without --unlock, each custodian is asked for a component on the terminal."
+        after_help = "Example:\n  keyserver serve --data /var/lib/cardsmith --listen 0.0.0.0:7443 --advertise ks.example:7443\n\n\
+        Without --unlock, each custodian is asked for a component on the terminal. Stations connect \
+        with mutual TLS on --listen; `keyserver job`, `enroll-station` and `revoke-station` use the \
+        admin socket DATA/admin.sock (mode 0600). When ready, one line `keyserver ready: …` is printed \
+        on standard output. Logs are JSON lines when standard output is not a terminal (RUST_LOG \
+        sets the level). SIGINT or SIGTERM stops it: cards in personalization are void and their \
+        records queued again."
     )]
     Serve(ServeArgs),
 
@@ -100,6 +105,13 @@ pub struct ServeArgs {
     /// the terminal).
     #[arg(long = "unlock", value_name = "FILE")]
     pub unlock: Vec<PathBuf>,
+    /// The issuance profiles' directory (default: DATA/profiles).
+    #[arg(long, value_name = "DIR")]
+    pub profiles: Option<PathBuf>,
+    /// The address written into station bundles, `host:port` (default: the
+    /// --listen address; set it when listening on 0.0.0.0).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -117,10 +129,13 @@ pub enum ProfileCommand {
 pub enum JobCommand {
     /// Validate every row of a CSV file, then queue its records as a job.
     #[command(
-        after_help = "Example:\n  keyserver job submit people.csv --profile piv-escrow --data /var/lib/cardsmith"
+        after_help = "Example:\n  keyserver job submit people.csv --profile piv-escrow --data /var/lib/cardsmith\n\n\
+        Every row is checked first; any error (listed per row and column) means nothing is queued. \
+        A record is consumed only when its card is issued; a void card's record is queued again."
     )]
     Submit {
-        /// The CSV file: a header row naming the profile's fields, one row per card.
+        /// The CSV file: a header row with `record_id` (unique, not secret) and
+        /// every field the profile reads, then one row per card.
         csv: PathBuf,
         /// The profile (its id, from the profiles directory).
         #[arg(long)]
