@@ -473,6 +473,7 @@ pub fn verify(data: &DataDir) -> Result<ArchiveReport, ArchiveError> {
             }
         })?;
     chain.problems.extend(file_problems);
+    chain.problems = chain::merge_by_place(std::mem::take(&mut chain.problems));
 
     // Files nobody sealed.
     match fs::read_dir(&vsc_dir) {

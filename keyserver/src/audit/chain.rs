@@ -794,6 +794,22 @@ impl fmt::Display for Problem {
     }
 }
 
+/// Joins the problems found at one place into one, in the order the places
+/// were first reported.
+pub fn merge_by_place(problems: Vec<Problem>) -> Vec<Problem> {
+    let mut out: Vec<Problem> = Vec::with_capacity(problems.len());
+    for p in problems {
+        match out.iter_mut().find(|q| q.place == p.place) {
+            Some(q) => {
+                q.what.push_str("; ");
+                q.what.push_str(&p.what);
+            }
+            None => out.push(p),
+        }
+    }
+    out
+}
+
 /// What a verification of a chain found.
 #[derive(Clone, Debug, Default)]
 pub struct ChainReport {
@@ -998,6 +1014,7 @@ where
         _ => {}
     }
     report.head = head;
+    report.problems = merge_by_place(std::mem::take(&mut report.problems));
     Ok(report)
 }
 
