@@ -47,14 +47,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey, LineEnding};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::keystore::certs::P256Signer;
 use crate::keystore::fsio;
+use crate::ports::KeyError;
 
 /// `prev` of the first entry.
 pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -101,27 +103,34 @@ fn signed_message(domain: &str, canonical: &[u8]) -> Vec<u8> {
     m
 }
 
-/// The key that signs chain entries (the keystore's `log-signing-key`).
-/// Zeroized on drop (by `p256`); `Debug` shows only the public fingerprint.
+/// The key that signs chain entries (the keystore's `log-signing-key`),
+/// held as a [`P256Signer`]; `Debug` shows only the public fingerprint.
 pub struct ChainSigner {
-    key: SigningKey,
+    key: P256Signer,
     verifier: ChainVerifier,
 }
 
 impl ChainSigner {
     /// From the key's PKCS#8 DER.
-    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, p256::pkcs8::Error> {
-        Ok(Self::from_key(SigningKey::from_pkcs8_der(der)?))
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
+        let key = SigningKey::from_pkcs8_der(der).map_err(|e| {
+            KeyError::Generation(format!("the log-signing key is not a P-256 PKCS#8 key: {e}"))
+        })?;
+        Self::from_key(key)
     }
 
-    pub(crate) fn from_key(key: SigningKey) -> Self {
+    /// From the key itself.
+    pub fn from_key(key: SigningKey) -> Result<Self, KeyError> {
         let verifier = ChainVerifier::from_key(*key.verifying_key());
-        ChainSigner { key, verifier }
+        Ok(ChainSigner {
+            key: P256Signer::new(key)?,
+            verifier,
+        })
     }
 
     #[cfg(test)]
     pub(crate) fn secret_scalar_for_tests(&self) -> Vec<u8> {
-        self.key.to_bytes().to_vec()
+        self.key.key().to_bytes().to_vec()
     }
 
     /// The public half.
@@ -131,7 +140,11 @@ impl ChainSigner {
 
     /// The base64 signature of `canonical` in `domain`.
     pub fn sign(&self, domain: &str, canonical: &[u8]) -> String {
-        let sig: Signature = self.key.sign(&signed_message(domain, canonical));
+        let msg = signed_message(domain, canonical);
+        let sig = match Signature::from_der(&self.key.sign_der(&msg)) {
+            Ok(sig) => sig,
+            Err(_) => self.key.key().sign(&msg),
+        };
         base64::engine::general_purpose::STANDARD.encode(sig.to_bytes())
     }
 }
@@ -151,6 +164,8 @@ impl fmt::Debug for ChainSigner {
 pub struct ChainVerifier {
     key: VerifyingKey,
     spki_der: Vec<u8>,
+    /// The uncompressed point, as ring takes it.
+    sec1: Vec<u8>,
 }
 
 impl ChainVerifier {
@@ -161,7 +176,8 @@ impl ChainVerifier {
             .to_public_key_der()
             .map(|d| d.as_bytes().to_vec())
             .unwrap_or_default();
-        ChainVerifier { key, spki_der }
+        let sec1 = key.to_encoded_point(false).as_bytes().to_vec();
+        ChainVerifier { key, spki_der, sec1 }
     }
 
     /// From a SubjectPublicKeyInfo, DER.
@@ -190,15 +206,19 @@ impl ChainVerifier {
         sha256_hex(&self.spki_der)
     }
 
-    /// Whether `sig` (base64) signs `canonical` in `domain`.
+    /// Whether `sig` (base64) signs `canonical` in `domain` (checked with
+    /// ring: about ten times faster than `p256` here, which matters when a
+    /// whole archive's manifest is verified).
     pub fn verify(&self, domain: &str, canonical: &[u8], sig: &str) -> bool {
         let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(sig) else {
             return false;
         };
-        let Ok(sig) = Signature::from_slice(&raw) else {
+        if raw.len() != 64 {
             return false;
-        };
-        self.key.verify(&signed_message(domain, canonical), &sig).is_ok()
+        }
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &self.sec1)
+            .verify(&signed_message(domain, canonical), &raw)
+            .is_ok()
     }
 }
 
@@ -1030,7 +1050,7 @@ mod tests {
     }
 
     fn signer() -> Arc<ChainSigner> {
-        Arc::new(ChainSigner::from_key(SigningKey::random(&mut rand::rngs::OsRng)))
+        Arc::new(ChainSigner::from_key(SigningKey::random(&mut rand::rngs::OsRng)).unwrap())
     }
 
     fn spec(dir: &Path) -> ChainSpec {

@@ -37,20 +37,70 @@ pub const STATION_VALIDITY_DAYS: i64 = 2 * 365;
 /// How long the keyserver's TLS certificate is valid.
 pub const SERVER_VALIDITY_DAYS: i64 = 5 * 365;
 
-/// A P-256 key rcgen signs with.
+/// A P-256 signing key. It is held twice: as a `p256` key (zeroized on
+/// drop; pairwise checks, PKCS#8) and loaded into ring through rcgen, which
+/// signs about 15 times faster than `p256` 0.13 on this hardware (26 µs
+/// against 360–500 µs), what every certificate and every manifest and audit
+/// entry needs. rcgen's copy of the PKCS#8 is zeroized on drop; ring's own
+/// copy of the scalar is not (ring does not zeroize), which is the price of
+/// that speed for keys held as long as the process runs.
 pub struct P256Signer {
     key: SigningKey,
+    fast: rcgen::KeyPair,
     public_sec1: Vec<u8>,
 }
 
 impl P256Signer {
-    pub fn new(key: SigningKey) -> Self {
+    /// Loads `key` for signing and checks, across the two implementations,
+    /// that a signature made by the fast one verifies with the public key.
+    pub fn new(key: SigningKey) -> Result<Self, KeyError> {
+        use p256::ecdsa::signature::Verifier;
+        use p256::pkcs8::EncodePrivateKey;
+        let bad = |why: String| KeyError::Generation(format!("loading a P-256 signing key: {why}"));
+        let der = key.to_pkcs8_der().map_err(|e| bad(e.to_string()))?;
+        let fast = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+            &der.as_bytes().into(),
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        )
+        .map_err(|e| bad(e.to_string()))?;
         let public_sec1 = key.verifying_key().to_encoded_point(false).as_bytes().to_vec();
-        P256Signer { key, public_sec1 }
+        if fast.public_key_raw() != public_sec1.as_slice() {
+            return Err(bad("the two loaded copies have different public keys".into()));
+        }
+        let mut probe = [0u8; 32];
+        OsRng.fill_bytes(&mut probe);
+        let sig = rcgen::SigningKey::sign(&fast, &probe).map_err(|e| bad(e.to_string()))?;
+        let sig = DerSignature::try_from(sig.as_slice()).map_err(|e| bad(e.to_string()))?;
+        key.verifying_key()
+            .verify(&probe, &sig)
+            .map_err(|e| bad(format!("pairwise check: {e}")))?;
+        Ok(P256Signer {
+            key,
+            fast,
+            public_sec1,
+        })
     }
 
     pub fn key(&self) -> &SigningKey {
         &self.key
+    }
+
+    /// An ECDSA P-256/SHA-256 signature of `msg`, DER.
+    pub fn sign_der(&self, msg: &[u8]) -> Vec<u8> {
+        match rcgen::SigningKey::sign(&self.fast, msg) {
+            Ok(sig) => sig,
+            // ring failing to sign would be a bug; sign the slow way then.
+            Err(_) => {
+                let sig: DerSignature = self.key.sign(msg);
+                sig.as_bytes().to_vec()
+            }
+        }
+    }
+}
+
+impl Drop for P256Signer {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.fast);
     }
 }
 
@@ -72,8 +122,7 @@ impl rcgen::PublicKeyData for P256Signer {
 
 impl rcgen::SigningKey for P256Signer {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        let sig: DerSignature = self.key.try_sign(msg).map_err(|_| rcgen::Error::RemoteKeyError)?;
-        Ok(sig.as_bytes().to_vec())
+        Ok(self.sign_der(msg))
     }
 }
 

@@ -324,9 +324,9 @@ pub fn init(
     let enrollment_key = pairwise::generate_p256()?;
     let server_key = pairwise::generate_p256()?;
 
-    let issuer_signer = P256Signer::new(issuer_key.clone());
+    let issuer_signer = P256Signer::new(issuer_key.clone())?;
     let issuer_der = certs::self_signed_ca(&format!("Cardsmith Issuer CA {id}"), &issuer_signer)?;
-    let enrollment_signer = P256Signer::new(enrollment_key.clone());
+    let enrollment_signer = P256Signer::new(enrollment_key.clone())?;
     let enrollment_der = certs::self_signed_ca(&format!("Cardsmith Enrollment CA {id}"), &enrollment_signer)?;
     let enrollment = Ca::new(enrollment_der.clone(), enrollment_signer)?;
     let server_der = enrollment.sign_p256_end_entity(
@@ -336,7 +336,7 @@ pub fn init(
         server_sans,
         certs::SERVER_VALIDITY_DAYS,
     )?;
-    let signer = Arc::new(ChainSigner::from_key(log_key.clone()));
+    let signer = Arc::new(ChainSigner::from_key(log_key.clone())?);
 
     // Stored, still `pending`.
     store.set_meta("state", b"pending")?;

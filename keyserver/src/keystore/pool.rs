@@ -4,13 +4,15 @@
 //! under the root KEK) and kept in the sled tree `rsa-pool`.
 //!
 //! - [`KeyPool::take`] removes the oldest key atomically (`pop_min`) and
-//!   makes the removal durable (flush) before the key is returned: a key
+//!   makes the removal durable (sled's flush, then fsync of its files)
+//!   before the key is returned: a key
 //!   is handed out at most once, even across a crash.
 //! - A background thread refills the pool to its target whenever it falls
 //!   below; each refill round is audited (`pool.refill`).
 //! - [`RsaKeySource::rsa2048`] takes from the pool, or generates a key on
 //!   the spot when the pool is empty (audited as `key.generate`).
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -51,6 +53,8 @@ pub struct PoolStats {
 
 struct Shared {
     tree: sled::Tree,
+    /// The database's directory, fsynced after each change.
+    db_dir: PathBuf,
     key: AesKey,
     audit: Arc<dyn AuditSink>,
     target: usize,
@@ -82,6 +86,20 @@ fn entry_name(id: u64) -> String {
 
 fn store_err(e: sled::Error) -> KeyError {
     KeyError::Store(format!("the RSA key pool: {e}"))
+}
+
+impl Shared {
+    /// Makes the tree's last change durable: sled's flush, then fsync of
+    /// its files.
+    fn durable(&self) -> Result<(), KeyError> {
+        self.tree.flush().map_err(store_err)?;
+        super::fsio::sync_tree(&self.db_dir).map_err(|e| {
+            KeyError::Store(format!(
+                "the RSA key pool: fsync of {}: {e}",
+                self.db_dir.display()
+            ))
+        })
+    }
 }
 
 impl Shared {
@@ -117,7 +135,7 @@ impl Shared {
             }
             id = id.wrapping_add(1);
         }
-        self.tree.flush().map_err(store_err)?;
+        self.durable()?;
         self.count.fetch_add(1, Ordering::SeqCst);
         self.generated.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -129,7 +147,7 @@ impl Shared {
                 return Ok(None);
             };
             // The removal is durable before the key is used.
-            self.tree.flush().map_err(store_err)?;
+            self.durable()?;
             let _ = self
                 .count
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| Some(c.saturating_sub(1)));
@@ -230,6 +248,7 @@ impl KeyPool {
     /// refill thread.
     pub(crate) fn start(
         tree: sled::Tree,
+        db_dir: PathBuf,
         key: AesKey,
         audit: Arc<dyn AuditSink>,
         config: PoolConfig,
@@ -237,6 +256,7 @@ impl KeyPool {
         let shared = Arc::new(Shared {
             count: AtomicUsize::new(tree.len()),
             tree,
+            db_dir,
             key,
             audit,
             target: config.target,

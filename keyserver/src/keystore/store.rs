@@ -52,6 +52,11 @@ impl Store {
         })
     }
 
+    /// The database's directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub(crate) fn err(&self, op: &'static str) -> impl Fn(sled::Error) -> KeystoreError + '_ {
         move |source| KeystoreError::Store {
             path: self.path.clone(),
@@ -135,10 +140,11 @@ impl Store {
             .collect()
     }
 
-    /// fsyncs sled's files, then the database directory.
+    /// Flushes sled, then fsyncs its files and directories (see
+    /// [`fsio::sync_tree`](super::fsio::sync_tree)).
     pub(crate) fn flush(&self) -> Result<(), KeystoreError> {
         self.db.flush().map_err(self.err("flushing"))?;
-        super::fsio::sync_dir(&self.path).map_err(|source| KeystoreError::Io {
+        super::fsio::sync_tree(&self.path).map_err(|source| KeystoreError::Io {
             op: "syncing",
             path: self.path.clone(),
             source,

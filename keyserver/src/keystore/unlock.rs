@@ -401,18 +401,18 @@ impl Unlocked {
         let issuer_key = p256_key(&store, &root, names::ISSUER_CA)?;
         let issuer = IssuerCa::new(Ca::new(
             store.get_public("issuer-ca")?,
-            P256Signer::new(issuer_key),
+            P256Signer::new(issuer_key)?,
         )?);
         let enrollment_key = p256_key(&store, &root, names::ENROLLMENT_CA)?;
         let enrollment = Ca::new(
             store.get_public("enrollment-ca")?,
-            P256Signer::new(enrollment_key),
+            P256Signer::new(enrollment_key)?,
         )?;
         let signer = Arc::new(ChainSigner::from_key(p256_key(
             &store,
             &root,
             names::LOG_SIGNING,
-        )?));
+        )?)?);
         let audit = Arc::new(AuditLog::open(dd, signer.clone())?);
         Ok(Unlocked {
             data: dd.clone(),
@@ -466,7 +466,13 @@ impl Unlocked {
             .db
             .open_tree("rsa-pool")
             .map_err(self.store.err("opening the RSA key pool"))?;
-        KeyPool::start(tree, self.pool_key.clone(), self.audit.clone(), config)
+        KeyPool::start(
+            tree,
+            self.store.path().to_path_buf(),
+            self.pool_key.clone(),
+            self.audit.clone(),
+            config,
+        )
     }
 
     /// The AES-256 key the jobs store encrypts record fields with.
