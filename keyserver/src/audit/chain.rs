@@ -420,6 +420,16 @@ where
             .mode(0o644)
             .open(&spec.path)
             .map_err(|e| ChainError::io(&spec, "opening", e))?;
+        match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(ChainError::invalid(
+                    &spec,
+                    "it is open for appending elsewhere (another keyserver on this data directory?)",
+                ))
+            }
+            Err(e) => return Err(ChainError::io(&spec, "locking", e)),
+        }
         if !existed {
             fsio::sync_dir(&fsio::parent_dir(&spec.path))
                 .map_err(|e| ChainError::io(&spec, "making the new file durable", e))?;
@@ -1149,6 +1159,83 @@ mod tests {
         );
         let e = ChainLog::<Body>::open(spec(dir.path()), signer()).unwrap_err();
         assert!(e.to_string().contains("not signed by this keyserver"), "{e}");
+    }
+
+    #[test]
+    fn one_writer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = signer();
+        let log = ChainLog::<Body>::open(spec(dir.path()), s.clone()).unwrap();
+        let e = ChainLog::<Body>::open(spec(dir.path()), s.clone()).unwrap_err();
+        assert!(e.to_string().contains("open for appending elsewhere"), "{e}");
+        drop(log);
+        ChainLog::<Body>::open(spec(dir.path()), s).unwrap();
+    }
+
+    #[derive(Clone, Debug)]
+    enum Mutation {
+        FlipByte { line: usize, at: usize, bit: u8 },
+        Delete(usize),
+        Swap(usize, usize),
+        Duplicate(usize),
+    }
+
+    fn mutation() -> impl proptest::strategy::Strategy<Value = Mutation> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (any::<usize>(), any::<usize>(), 0u8..8).prop_map(|(line, at, bit)| Mutation::FlipByte {
+                line,
+                at,
+                bit
+            }),
+            any::<usize>().prop_map(Mutation::Delete),
+            (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::Swap(a, b)),
+            any::<usize>().prop_map(Mutation::Duplicate),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Whatever one edit does to a closed log, verification notices.
+        #[test]
+        fn any_single_edit_is_noticed(n in 1usize..12, m in mutation()) {
+            let dir = tempfile::tempdir().unwrap();
+            let s = signer();
+            {
+                let log = ChainLog::<Body>::open(spec(dir.path()), s.clone()).unwrap();
+                for i in 0..n {
+                    log.append(body(i as u32), None).unwrap();
+                }
+            }
+            let path = spec(dir.path()).path;
+            let text = std::fs::read(&path).unwrap();
+            let mut lines: Vec<Vec<u8>> = text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
+            match m {
+                Mutation::FlipByte { line, at, bit } => {
+                    let l = &mut lines[line % n];
+                    let i = at % l.len();
+                    l[i] ^= 1 << bit;
+                }
+                Mutation::Delete(i) => {
+                    lines.remove(i % n);
+                }
+                Mutation::Swap(a, b) => {
+                    let (a, b) = (a % n, b % n);
+                    proptest::prop_assume!(a != b);
+                    lines.swap(a, b);
+                }
+                Mutation::Duplicate(i) => {
+                    let l = lines[i % n].clone();
+                    lines.insert(i % n, l);
+                }
+            }
+            let mut out = lines.join(&b'\n');
+            out.push(b'\n');
+            proptest::prop_assume!(out != text);
+            std::fs::write(&path, out).unwrap();
+            let r = verify_chain::<Body, _>(&spec(dir.path()), s.verifier(), |_, _, _| {}).unwrap();
+            proptest::prop_assert!(!r.problems.is_empty());
+        }
     }
 
     #[test]
