@@ -436,17 +436,89 @@ fn stocks_can_be_added_never_replaced_and_survive_a_restart() {
 }
 
 #[test]
-fn unlock_refuses_without_a_keystore_or_a_terminal() {
+fn unlock_refuses_without_a_keystore() {
     let dir = tempfile::tempdir().unwrap();
     let e = Unlocked::from_component_files(&dir.path().join("nothing"), &[]).unwrap_err();
     assert!(matches!(e, KeystoreError::NotInitialized { .. }), "{e:?}");
-    let (data, _) = init_in_memory(dir.path(), 2);
-    // The test harness has no terminal on stdin.
-    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        let e = Unlocked::from_prompt(&data).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "no terminal to ask the custodians; pass --unlock FILE for each"
-        );
+    assert!(e.to_string().contains("keyserver init"), "{e}");
+}
+
+/// Runs in a child process of this test binary whose stdin is not a terminal.
+#[test]
+fn unlock_from_the_prompt_needs_a_terminal() {
+    if let Ok(data) = std::env::var("CARDSMITH_PROMPT_CHILD") {
+        let e = Unlocked::from_prompt(Path::new(&data)).unwrap_err();
+        println!("CHILD-ERROR: {e}");
+        return;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = init_in_memory(dir.path(), 2);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "unlock_from_the_prompt_needs_a_terminal",
+            "--nocapture",
+        ])
+        .env("CARDSMITH_PROMPT_CHILD", &data)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("CHILD-ERROR: no terminal to ask the custodians; pass --unlock FILE for each"),
+        "{text}"
+    );
+}
+
+#[test]
+fn init_on_the_terminal_needs_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyserver"))
+        .args(["init", "--data", data.to_str().unwrap(), "--custodians", "2"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no terminal to show the custodians their components; pass --component-out FILE"),
+        "{err}"
+    );
+    assert!(!data.exists(), "nothing was made");
+}
+
+/// Fails on the second custodian, as a ceremony cut short would.
+struct FailSecond(usize);
+
+impl keystore::ComponentDelivery for FailSecond {
+    fn prepare(&mut self, _: u8) -> Result<(), KeystoreError> {
+        Ok(())
+    }
+
+    fn deliver(&mut self, _: &str, _: &Component) -> Result<(), KeystoreError> {
+        self.0 += 1;
+        if self.0 == 2 {
+            return Err(KeystoreError::Terminal(std::io::Error::other(
+                "the custodian left",
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn an_interrupted_init_is_unusable_and_can_be_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let e = keystore::init(&data, &opts(3), &mut FailSecond(0)).unwrap_err();
+    assert!(e.to_string().contains("the custodian left"), "{e}");
+    let e = Unlocked::from_components(&data, &[]).unwrap_err();
+    assert!(matches!(e, KeystoreError::InitInterrupted { .. }), "{e:?}");
+    assert!(!data.join("audit/audit.jsonl").exists());
+
+    let mut c = Collect::default();
+    keystore::init(&data, &opts(2), &mut c).unwrap();
+    Unlocked::from_components(&data, &c.0).unwrap();
 }

@@ -106,16 +106,19 @@ pub fn archive(c: ArchiveCommand) -> CliResult {
                             "    label {:?}, type {:?}, state {:?}",
                             h.label, h.card_type, h.attributes.state
                         );
-                        println!(
-                            "    created {} (unix), origin {:?}, chip serials {}",
-                            h.attributes.created_at,
-                            h.attributes.origin,
+                        let chips = if h.attributes.chip_serials.is_empty() {
+                            "none".to_string()
+                        } else {
                             h.attributes
                                 .chip_serials
                                 .iter()
                                 .map(hex::encode_upper)
                                 .collect::<Vec<_>>()
                                 .join(", ")
+                        };
+                        println!(
+                            "    created {} (unix), origin {:?}, chip serials {chips}",
+                            h.attributes.created_at, h.attributes.origin
                         );
                         println!(
                             "    protected by {}",

@@ -160,6 +160,20 @@ mod tests {
     }
 
     #[test]
+    fn labeled_is_the_same_kdf_with_any_constant() {
+        let k = key(32);
+        let ctx = [0x5A; 10];
+        assert_eq!(
+            derive(&k, DerivationConstant::SEnc, OutputLen::Bytes16, &ctx),
+            derive_labeled(&k, 0x04, OutputLen::Bytes16, &ctx)
+        );
+        assert_ne!(
+            derive_labeled(&k, 0x41, OutputLen::Bytes16, &ctx),
+            derive_labeled(&k, 0x42, OutputLen::Bytes16, &ctx)
+        );
+    }
+
+    #[test]
     fn constants_and_lengths_separate_outputs() {
         let k = key(16);
         let ctx = [0u8; 16];
