@@ -425,3 +425,72 @@ fn an_outcome_for_an_unsealed_card_is_reported() {
     assert_eq!(places(&r), ["manifest.jsonl line 1 (seq 1)"]);
     assert!(r.chain.problems[0].what.contains("which no earlier entry sealed"));
 }
+
+#[test]
+fn reopening_finishes_what_a_crash_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, components) = init_in_memory(dir.path(), 2);
+    let vsc_dir = data.join("archive/vsc");
+    let (published, unacknowledged) = {
+        let u = keyserver::keystore::Unlocked::from_components(&data, &components).unwrap();
+        let kek = u.archive_kek().1.clone();
+        let archive = u.open_archive().unwrap();
+        let (uid, bytes) = master_vsc(&kek, "VSC 00000001");
+        archive
+            .seal(&SealRequest {
+                serial: 1,
+                uid,
+                job: "j",
+                record_id: "r1",
+                bytes: &bytes,
+            })
+            .unwrap();
+        let (uid2, bytes2) = master_vsc(&kek, "VSC 00000002");
+        (
+            (archive::file_name(1, &uid), bytes),
+            (archive::file_name(2, &uid2), bytes2),
+        )
+    };
+    // A crash after the entry was durable but before the file had its name …
+    std::fs::rename(
+        vsc_dir.join(&published.0),
+        vsc_dir.join(format!(".{}.0123456789abcdef.tmp", published.0)),
+    )
+    .unwrap();
+    // … and one before its entry was written.
+    let stray = vsc_dir.join(format!(".{}.fedcba9876543210.tmp", unacknowledged.0));
+    std::fs::write(&stray, &unacknowledged.1).unwrap();
+
+    let dd = DataDir::new(&data);
+    let r = archive::verify(&dd).unwrap();
+    assert!(
+        !r.is_ok(),
+        "the unnamed file is missing until the archive is reopened"
+    );
+    assert_eq!(
+        r.chain
+            .notes
+            .iter()
+            .filter(|n| n.contains("interrupted seal"))
+            .count(),
+        2
+    );
+
+    let u = keyserver::keystore::Unlocked::from_components(&data, &components).unwrap();
+    drop(u.open_archive().unwrap());
+    drop(u);
+    assert_eq!(std::fs::read(vsc_dir.join(&published.0)).unwrap(), published.1);
+    assert!(!stray.exists());
+    let names: Vec<_> = std::fs::read_dir(&vsc_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let r = archive::verify(&dd).unwrap();
+    assert!(
+        r.is_ok() && r.chain.notes.is_empty(),
+        "{:#?} {:?}",
+        r.chain.problems,
+        r.chain.notes
+    );
+}

@@ -2,10 +2,14 @@
 //!
 //! - `DATA/archive/vsc/<serial, 8 digits>-<uid, 32 hex>.vsc`: each master
 //!   VSC, written once and never again. The file is written under a
-//!   temporary name in the same folder (created exclusively, mode 0444),
-//!   fsynced, hard-linked to its final name (which fails if that name
-//!   exists), and the temporary name removed; the folder is fsynced before
-//!   the manifest entry that names the file is written.
+//!   temporary name in the same folder (`.<name>.<16 hex>.tmp`, created
+//!   exclusively, mode 0444) and fsynced; the folder is fsynced, the
+//!   manifest entry naming the file written and fsynced, and only then is
+//!   the file hard-linked to its final name (refused if that name exists),
+//!   the temporary name removed and the folder fsynced again. After a
+//!   crash, a final name always has its entry; a file whose entry is
+//!   durable but whose name is not yet gets its name when the archive is
+//!   opened again, and any other temporary file is removed.
 //! - `DATA/archive/manifest.jsonl`: a signed hash chain
 //!   ([`crate::audit::chain`], domain `cardsmith/archive-manifest/v1`) of
 //!   [`ManifestBody`] entries: `sealed` (with the file's name, size and
@@ -30,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use vsc::file::{SlotInfo, Uid, VscFile};
 
 use crate::audit::chain::{
-    self, ChainError, ChainLog, ChainReport, ChainSigner, ChainSpec, Envelope, Problem,
+    self, ChainError, ChainLog, ChainReport, ChainSigner, ChainSpec, Envelope, Problem, Publish,
 };
 use crate::audit::{self as audit_mod};
 use crate::keystore::{fsio, DataDir};
@@ -165,8 +169,10 @@ pub struct Archive {
 }
 
 impl Archive {
-    /// Opens (or creates) `DATA/archive`. Temporary files an interrupted
-    /// seal left behind (never acknowledged) are removed.
+    /// Opens (or creates) `DATA/archive` and finishes what a crash
+    /// interrupted: a file whose `sealed` entry is durable but which still
+    /// has its temporary name gets its name; any other temporary file (never
+    /// acknowledged) is removed.
     pub fn open(data: &DataDir, signer: Arc<ChainSigner>) -> Result<Self, ArchiveError> {
         let vsc_dir = data.archive_vsc();
         fsio::create_dir_durable(&vsc_dir, 0o755).map_err(|source| ArchiveError::Io {
@@ -174,28 +180,43 @@ impl Archive {
             path: vsc_dir.clone(),
             source,
         })?;
-        let read = fs::read_dir(&vsc_dir).map_err(|source| ArchiveError::Io {
-            op: "listing",
-            path: vsc_dir.clone(),
-            source,
-        })?;
-        let mut removed = false;
-        for entry in read.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if fsio::is_temp_name(&name) {
-                tracing::warn!(file = %entry.path().display(), "removing what an interrupted seal left");
-                removed |= fs::remove_file(entry.path()).is_ok();
-            }
-        }
-        if removed {
-            fsio::sync_dir(&vsc_dir).map_err(|source| ArchiveError::Io {
-                op: "syncing",
-                path: vsc_dir.clone(),
-                source,
-            })?;
-        }
         let log = ChainLog::open(spec(data), signer)?;
-        Ok(Archive { vsc_dir, log })
+        let archive = Archive { vsc_dir, log };
+        archive.recover(&data.manifest())?;
+        Ok(archive)
+    }
+
+    fn recover(&self, manifest: &Path) -> Result<(), ArchiveError> {
+        let io = |op, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ArchiveError::Io { op, path, source }
+        };
+        let temps: Vec<(PathBuf, Option<String>)> = fs::read_dir(&self.vsc_dir)
+            .map_err(io("listing", &self.vsc_dir))?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                fsio::is_temp_name(&name).then(|| (e.path(), target_of_temp(&name)))
+            })
+            .collect();
+        if temps.is_empty() {
+            return Ok(());
+        }
+        let recent = recent_sealed_files(manifest).map_err(io("reading the end of", manifest))?;
+        for (temp, target) in temps {
+            match target.filter(|t| recent.contains(t)) {
+                Some(t) if !self.vsc_dir.join(&t).exists() => {
+                    fs::hard_link(&temp, self.vsc_dir.join(&t)).map_err(io("naming", &temp))?;
+                    tracing::warn!(file = %t, "a sealed file got its name after an interruption");
+                }
+                _ => tracing::warn!(
+                    file = %temp.display(),
+                    "removing what an interrupted seal left (never acknowledged)"
+                ),
+            }
+            fs::remove_file(&temp).map_err(io("removing", &temp))?;
+        }
+        fsio::sync_dir(&self.vsc_dir).map_err(io("syncing", &self.vsc_dir))
     }
 
     /// Where a card's master VSC is (or would be) archived.
@@ -203,10 +224,9 @@ impl Archive {
         self.vsc_dir.join(file_name(serial, uid))
     }
 
-    /// Writes the file under a temporary name, fsyncs it and links it to
-    /// its final name (refused if that exists).
-    fn write_file(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, String> {
-        let target = self.vsc_dir.join(name);
+    /// Writes the file under a temporary name beside its final one
+    /// (created exclusively, mode 0444) and fsyncs it.
+    fn write_temp(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, String> {
         let temp = self
             .vsc_dir
             .join(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
@@ -219,21 +239,43 @@ impl Archive {
             f.write_all(bytes)?;
             f.sync_all()
         })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&temp);
-            return Err(format!("writing {}: {e}", temp.display()));
-        }
-        let linked = fs::hard_link(&temp, &target);
-        let _ = fs::remove_file(&temp);
-        match linked {
-            Ok(()) => Ok(target),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(format!(
-                "{} exists already: an archived master VSC is never rewritten",
-                target.display()
-            )),
-            Err(e) => Err(format!("linking {} to {}: {e}", temp.display(), target.display())),
+        match written {
+            Ok(()) => Ok(temp),
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                Err(format!("writing {}: {e}", temp.display()))
+            }
         }
     }
+}
+
+/// The final name a temporary name `.<name>.<16 hex>.tmp` stands for.
+fn target_of_temp(temp: &str) -> Option<String> {
+    let inner = temp.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (name, tag) = inner.rsplit_once('.')?;
+    (tag.len() == 16 && tag.chars().all(|c| c.is_ascii_hexdigit())).then(|| name.to_string())
+}
+
+/// The files the last `sealed` entries name (the manifest's last 8 MiB:
+/// far more than one group commit writes).
+fn recent_sealed_files(manifest: &Path) -> io::Result<HashSet<String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match fs::File::open(manifest) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    let start = len.saturating_sub(8 << 20);
+    f.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail)?;
+    Ok(tail
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<Envelope<ManifestBody>>(l).ok())
+        .filter(|e| e.body.event == ManifestEvent::Sealed)
+        .filter_map(|e| e.body.file)
+        .collect())
 }
 
 impl Escrow for Archive {
@@ -262,25 +304,31 @@ impl Escrow for Archive {
             ));
         }
         let name = file_name(request.serial, &request.uid);
+        let target = self.vsc_dir.join(&name);
+        if fs::symlink_metadata(&target).is_ok() {
+            return Err(err(format!(
+                "{} exists already: an archived master VSC is never rewritten",
+                target.display()
+            )));
+        }
         let sha256 = chain::sha256_hex(request.bytes);
-        let path = self.write_file(&name, request.bytes).map_err(err)?;
+        let temp = self.write_temp(&name, request.bytes).map_err(err)?;
         let mut body = ManifestBody::event(ManifestEvent::Sealed, request.serial, request.uid);
         body.job = Some(request.job.to_string());
         body.record = Some(request.record_id.to_string());
         body.file = Some(name);
         body.size = Some(request.bytes.len() as u64);
         body.sha256 = Some(sha256.clone());
-        match self.log.append(body, Some(&self.vsc_dir)) {
-            Ok(appended) => Ok(SealReceipt {
-                entry: appended.seq,
-                sha256,
-            }),
-            Err(e) => {
-                // Never acknowledged, named by no entry: take it back.
-                let _ = fs::remove_file(&path);
-                Err(err(e.to_string()))
-            }
-        }
+        // The committer names the file once its entry is durable (and
+        // removes the temporary file if the entry is refused).
+        let appended = self
+            .log
+            .append_publishing(body, Publish { temp, target })
+            .map_err(|e| err(e.to_string()))?;
+        Ok(SealReceipt {
+            entry: appended.seq,
+            sha256,
+        })
     }
 
     fn record(&self, serial: u32, uid: Uid, outcome: &CardOutcome) -> Result<(), EscrowError> {

@@ -29,10 +29,13 @@
 //!
 //! [`ChainLog::append`] hands the entry to one committer thread and blocks
 //! until the entry is durable. The committer takes every request waiting,
-//! fsyncs the directories the requests name (the archive's `vsc/` folder, so
-//! the sealed files' names are durable before the manifest mentions them),
-//! writes all their lines with one `write`, fsyncs the log once, and only
-//! then answers them all. While one batch is being fsynced the next one
+//! fsyncs the directories the requests name (the archive's `vsc/` folder,
+//! where sealed files wait under temporary names), writes all their lines
+//! with one `write`, fsyncs the log once, gives the files their names
+//! ([`ChainLog::append_publishing`]) and fsyncs their folder once, and only
+//! then answers them all. A crash leaves no file under its final name
+//! without its entry; a file whose entry is durable but whose name is not
+//! yet is named when the archive is opened again. While one batch is being fsynced the next one
 //! gathers, so under load a batch holds many entries for the price of one
 //! fsync.
 
@@ -376,10 +379,22 @@ pub struct Appended {
     pub hash: String,
 }
 
+type Reply = mpsc::SyncSender<Result<Appended, String>>;
+
+/// A file an entry names, written under a temporary name in the same
+/// directory; the committer gives it its name (a hard link, refused if the
+/// name exists) only once the entry is durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Publish {
+    pub temp: PathBuf,
+    pub target: PathBuf,
+}
+
 struct Request<B> {
     body: B,
     sync_dir: Option<PathBuf>,
-    reply: mpsc::SyncSender<Result<Appended, String>>,
+    publish: Option<Publish>,
+    reply: Reply,
 }
 
 /// An open chain: appends go through its committer thread.
@@ -486,6 +501,26 @@ where
     /// Appends `body` as the next entry and returns once it is durable. With
     /// `sync_dir`, that directory is fsynced before the entry is written.
     pub fn append(&self, body: B, sync_dir: Option<&Path>) -> Result<Appended, ChainError> {
+        self.submit(body, sync_dir.map(Path::to_path_buf), None)
+    }
+
+    /// Appends `body`, which names the file `publish.temp` will become:
+    /// the temporary name's directory is fsynced, the entry written and
+    /// fsynced, then the file linked to `publish.target` (refused before the
+    /// entry is written if that name exists) and the directory fsynced
+    /// again. Returns when all of it is durable. On a refusal or a failure
+    /// before the entry is durable, the temporary file is removed.
+    pub fn append_publishing(&self, body: B, publish: Publish) -> Result<Appended, ChainError> {
+        let dir = fsio::parent_dir(&publish.temp);
+        self.submit(body, Some(dir), Some(publish))
+    }
+
+    fn submit(
+        &self,
+        body: B,
+        sync_dir: Option<PathBuf>,
+        publish: Option<Publish>,
+    ) -> Result<Appended, ChainError> {
         let closed = || ChainError::Append {
             what: self.spec.what,
             path: self.spec.path.clone(),
@@ -495,7 +530,8 @@ where
         let tx = self.tx.as_ref().ok_or_else(closed)?;
         tx.send(Request {
             body,
-            sync_dir: sync_dir.map(Path::to_path_buf),
+            sync_dir,
+            publish,
             reply,
         })
         .map_err(|_| closed())?;
@@ -691,12 +727,15 @@ impl<B: Serialize> Committer<B> {
     fn commit(&mut self, batch: Vec<Request<B>>) {
         if let Some(p) = &self.poisoned {
             for r in batch {
+                if let Some(p) = &r.publish {
+                    let _ = std::fs::remove_file(&p.temp);
+                }
                 let _ = r.reply.send(Err(p.clone()));
             }
             return;
         }
-        // The directories first: what the entries refer to must be durable
-        // before the entries are.
+        // The directories first: what the entries refer to (the files under
+        // their temporary names) must be durable before the entries are.
         let dirs: BTreeSet<&PathBuf> = batch.iter().filter_map(|r| r.sync_dir.as_ref()).collect();
         let mut failed_dirs = Vec::new();
         for d in dirs {
@@ -705,12 +744,29 @@ impl<B: Serialize> Committer<B> {
             }
         }
         let mut buf = Vec::with_capacity(batch.len() * 512);
-        let mut pending = Vec::with_capacity(batch.len());
+        let mut pending: Vec<(Reply, Option<Publish>, Appended)> = Vec::with_capacity(batch.len());
+        let mut targets: BTreeSet<PathBuf> = BTreeSet::new();
         let (seq0, prev0) = (self.next_seq, self.prev.clone());
         for r in batch {
+            let refuse = |r: Request<B>, why: String| {
+                if let Some(p) = &r.publish {
+                    let _ = std::fs::remove_file(&p.temp);
+                }
+                let _ = r.reply.send(Err(why));
+            };
             if let Some((_, why)) = failed_dirs.iter().find(|(d, _)| Some(d) == r.sync_dir.as_ref()) {
-                let _ = r.reply.send(Err(why.clone()));
+                let why = why.clone();
+                refuse(r, why);
                 continue;
+            }
+            // Only this thread publishes names, so this check cannot race.
+            if let Some(p) = &r.publish {
+                if targets.contains(&p.target) || std::fs::symlink_metadata(&p.target).is_ok() {
+                    let why = format!("{} exists already: it is never rewritten", p.target.display());
+                    refuse(r, why);
+                    continue;
+                }
+                targets.insert(p.target.clone());
             }
             match self.line(r.body) {
                 Ok((line, hash)) => {
@@ -718,6 +774,7 @@ impl<B: Serialize> Committer<B> {
                     buf.push(b'\n');
                     pending.push((
                         r.reply,
+                        r.publish,
                         Appended {
                             seq: self.next_seq,
                             hash: hash.clone(),
@@ -727,6 +784,9 @@ impl<B: Serialize> Committer<B> {
                     self.prev = hash;
                 }
                 Err(e) => {
+                    if let Some(p) = &r.publish {
+                        let _ = std::fs::remove_file(&p.temp);
+                    }
                     let _ = r.reply.send(Err(format!("the entry could not be encoded: {e}")));
                 }
             }
@@ -735,29 +795,69 @@ impl<B: Serialize> Committer<B> {
             return;
         }
         let written = self.file.write_all(&buf).and_then(|()| self.file.sync_data());
-        match written {
-            Ok(()) => {
-                self.len += buf.len() as u64;
-                for (reply, appended) in pending {
-                    let _ = reply.send(Ok(appended));
-                }
+        if let Err(e) = written {
+            let why = format!("writing and syncing {} entries: {e}", pending.len());
+            // Undo a partial write, so the log stays a valid chain.
+            let undone = self.file.set_len(self.len).and_then(|()| self.file.sync_all());
+            self.next_seq = seq0;
+            self.prev = prev0;
+            if let Err(e2) = undone {
+                self.poisoned = Some(format!(
+                    "the log is unusable since a failed write ({why}) could not be undone ({e2}); \
+                     restart the keyserver"
+                ));
             }
-            Err(e) => {
-                let why = format!("writing and syncing {} entries: {e}", pending.len());
-                // Undo a partial write, so the log stays a valid chain.
-                let undone = self.file.set_len(self.len).and_then(|()| self.file.sync_all());
-                self.next_seq = seq0;
-                self.prev = prev0;
-                if let Err(e2) = undone {
-                    self.poisoned = Some(format!(
-                        "the log is unusable since a failed write ({why}) could not be undone ({e2}); \
-                         restart the keyserver"
-                    ));
+            for (reply, publish, _) in pending {
+                if let Some(p) = publish {
+                    let _ = std::fs::remove_file(&p.temp);
                 }
-                for (reply, _) in pending {
-                    let _ = reply.send(Err(why.clone()));
-                }
+                let _ = reply.send(Err(why.clone()));
             }
+            return;
+        }
+        self.len += buf.len() as u64;
+
+        // The entries are durable: give their files their names, make the
+        // names durable, then answer.
+        let mut results = Vec::with_capacity(pending.len());
+        let mut publish_dirs: BTreeSet<PathBuf> = BTreeSet::new();
+        for (reply, publish, appended) in pending {
+            let Some(p) = publish else {
+                results.push((reply, Ok(appended), None));
+                continue;
+            };
+            let result = match std::fs::hard_link(&p.temp, &p.target) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&p.temp);
+                    publish_dirs.insert(fsio::parent_dir(&p.target));
+                    Ok(appended)
+                }
+                Err(e) => Err(format!(
+                    "the entry is durable, but its file could not be given its name {} ({e}); \
+                     the keyserver completes this when it opens the archive again",
+                    p.target.display()
+                )),
+            };
+            results.push((reply, result, Some(p.target)));
+        }
+        let mut dir_errors = Vec::new();
+        for d in &publish_dirs {
+            if let Err(e) = fsio::sync_dir(d) {
+                dir_errors.push((d.clone(), e.to_string()));
+            }
+        }
+        for (reply, result, target) in results {
+            let failed_dir = target
+                .as_ref()
+                .and_then(|t| dir_errors.iter().find(|(d, _)| *d == fsio::parent_dir(t)));
+            let result = match (result, failed_dir) {
+                (Ok(_), Some((d, e))) => Err(format!(
+                    "the entry is durable, but the fsync of {} after naming its file failed: {e}",
+                    d.display()
+                )),
+                (result, _) => result,
+            };
+            let _ = reply.send(result);
         }
     }
 
