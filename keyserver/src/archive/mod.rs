@@ -5,8 +5,9 @@
 //!   temporary name in the same folder (`.<name>.<16 hex>.tmp`, created
 //!   exclusively, mode 0444) and fsynced; the folder is fsynced, the
 //!   manifest entry naming the file written and fsynced, and only then is
-//!   the file hard-linked to its final name (refused if that name exists),
-//!   the temporary name removed and the folder fsynced again. After a
+//!   the file hard-linked to its final name (refused if that name exists)
+//!   and the folder fsynced again; the temporary name is removed after
+//!   that. After a
 //!   crash, a final name always has its entry; a file whose entry is
 //!   durable but whose name is not yet gets its name when the archive is
 //!   opened again, and any other temporary file is removed.

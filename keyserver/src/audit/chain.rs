@@ -821,6 +821,7 @@ impl<B: Serialize> Committer<B> {
         // names durable, then answer.
         let mut results = Vec::with_capacity(pending.len());
         let mut publish_dirs: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut unlink_after = Vec::new();
         for (reply, publish, appended) in pending {
             let Some(p) = publish else {
                 results.push((reply, Ok(appended), None));
@@ -828,8 +829,11 @@ impl<B: Serialize> Committer<B> {
             };
             let result = match std::fs::hard_link(&p.temp, &p.target) {
                 Ok(()) => {
-                    let _ = std::fs::remove_file(&p.temp);
                     publish_dirs.insert(fsio::parent_dir(&p.target));
+                    // The temporary name goes only once the final one is
+                    // durable: a filesystem without a journal may otherwise
+                    // keep the removal and lose the link.
+                    unlink_after.push(p.temp.clone());
                     Ok(appended)
                 }
                 Err(e) => Err(format!(
@@ -858,6 +862,13 @@ impl<B: Serialize> Committer<B> {
                 (result, _) => result,
             };
             let _ = reply.send(result);
+        }
+        if dir_errors.is_empty() {
+            // Leftovers (a crash before these removals are durable) are
+            // removed when the archive is opened.
+            for t in unlink_after {
+                let _ = std::fs::remove_file(t);
+            }
         }
     }
 
