@@ -87,8 +87,17 @@ pub fn derive(
     len: OutputLen,
     context: &[u8],
 ) -> Zeroizing<Vec<u8>> {
+    derive_labeled(key, constant.into(), len, context)
+}
+
+/// The same KDF with any one-byte derivation constant (the "label"), for
+/// derivations outside SCP03's own Table 4-1 — e.g. the keyserver
+/// diversifying a card's static keys from a master key with the card's KDD as
+/// context. Keep such labels apart from the values of [`DerivationConstant`]
+/// when the same key could feed both.
+pub fn derive_labeled(key: &AesKey, label: u8, len: OutputLen, context: &[u8]) -> Zeroizing<Vec<u8>> {
     let mut fixed = [0u8; 16];
-    fixed[11] = constant.into();
+    fixed[11] = label;
     // fixed[12] is the separation indicator, 00.
     fixed[13..15].copy_from_slice(&len.l_field());
     let mut out = Zeroizing::new(Vec::with_capacity(2 * BLOCK));
@@ -148,6 +157,20 @@ mod tests {
         // L is part of the input: a 32-byte output is not an extension of the 24-byte one.
         let out32 = derive(&k, DerivationConstant::SMac, OutputLen::Bytes32, &ctx);
         assert_ne!(&out32[..24], &out[..]);
+    }
+
+    #[test]
+    fn labeled_is_the_same_kdf_with_any_constant() {
+        let k = key(32);
+        let ctx = [0x5A; 10];
+        assert_eq!(
+            derive(&k, DerivationConstant::SEnc, OutputLen::Bytes16, &ctx),
+            derive_labeled(&k, 0x04, OutputLen::Bytes16, &ctx)
+        );
+        assert_ne!(
+            derive_labeled(&k, 0x41, OutputLen::Bytes16, &ctx),
+            derive_labeled(&k, 0x42, OutputLen::Bytes16, &ctx)
+        );
     }
 
     #[test]
