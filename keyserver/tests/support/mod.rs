@@ -358,3 +358,19 @@ pub fn verify_issued(rig: &Rig, card: &mut Card, profile: &Profile, f: &Finished
         Some(StatusWord::ReferencedDataNotFound)
     );
 }
+
+/// One RSA-2048 key handed out again and again: only for tests where key
+/// uniqueness does not matter (faults), never a real key source.
+pub struct ReusedRsa(rsa::RsaPrivateKey);
+
+impl ReusedRsa {
+    pub fn new() -> Self {
+        ReusedRsa(rsa_pool(1).rsa2048().unwrap())
+    }
+}
+
+impl RsaKeySource for ReusedRsa {
+    fn rsa2048(&self) -> Result<rsa::RsaPrivateKey, keyserver::ports::KeyError> {
+        Ok(self.0.clone())
+    }
+}
