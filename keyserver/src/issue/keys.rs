@@ -4,7 +4,7 @@
 //! objects.
 
 use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::ecdsa::{Signature, SigningKey};
 use rand::{CryptoRng, RngCore};
 use rsa::pkcs8::EncodePublicKey;
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
@@ -31,14 +31,27 @@ pub(crate) enum PrivateKey {
 impl PrivateKey {
     /// A new key pair for escrow: P-256 from `rng`, RSA-2048 from `rsa`,
     /// checked (RSA: 2048 bits, e = 65537, two primes) and pairwise
-    /// consistent.
+    /// consistent (a random digest signed and verified). Returns the key
+    /// and its SubjectPublicKeyInfo (DER).
     pub(crate) fn generate(
         algorithm: Algorithm,
         rsa: &dyn RsaKeySource,
         rng: &mut (impl RngCore + CryptoRng),
-    ) -> Result<PrivateKey, String> {
-        let key = match algorithm {
-            Algorithm::P256 => PrivateKey::P256(p256::SecretKey::random(rng)),
+    ) -> Result<(PrivateKey, Vec<u8>), String> {
+        let mut digest = [0u8; 32];
+        rng.fill_bytes(&mut digest);
+        let inconsistent = || "the key pair failed its pairwise consistency check".to_string();
+        let encoding = |_| "encoding the public key failed".to_string();
+        match algorithm {
+            Algorithm::P256 => {
+                let key = p256::SecretKey::random(rng);
+                let signer = SigningKey::from(&key);
+                let sig: Signature = signer.sign_prehash(&digest).map_err(|_| inconsistent())?;
+                let public = signer.verifying_key();
+                public.verify_prehash(&digest, &sig).map_err(|_| inconsistent())?;
+                let spki = public.to_public_key_der().map_err(encoding)?;
+                Ok((PrivateKey::P256(key), spki.as_bytes().to_vec()))
+            }
             Algorithm::Rsa2048 => {
                 let mut k = rsa.rsa2048().map_err(|e| e.to_string())?;
                 if k.size() != RSA_BYTES
@@ -53,44 +66,17 @@ impl PrivateKey {
                 }
                 k.precompute()
                     .map_err(|_| "the RSA key's CRT values cannot be computed".to_string())?;
-                PrivateKey::Rsa2048(Box::new(k))
+                let public = k.to_public_key();
+                let sig = k
+                    .sign(Pkcs1v15Sign::new_unprefixed(), &digest)
+                    .map_err(|_| inconsistent())?;
+                public
+                    .verify(Pkcs1v15Sign::new_unprefixed(), &digest, &sig)
+                    .map_err(|_| inconsistent())?;
+                let spki = public.to_public_key_der().map_err(encoding)?;
+                Ok((PrivateKey::Rsa2048(Box::new(k)), spki.as_bytes().to_vec()))
             }
-        };
-        key.check_pairwise(rng)?;
-        Ok(key)
-    }
-
-    /// Signs a random digest and verifies it with the public half.
-    pub(crate) fn check_pairwise(&self, rng: &mut (impl RngCore + CryptoRng)) -> Result<(), String> {
-        let mut digest = [0u8; 32];
-        rng.fill_bytes(&mut digest);
-        let ok = match self {
-            PrivateKey::P256(k) => {
-                let signer = SigningKey::from(k);
-                let sig: Result<Signature, _> = signer.sign_prehash(&digest);
-                sig.is_ok_and(|s| VerifyingKey::from(&signer).verify_prehash(&digest, &s).is_ok())
-            }
-            PrivateKey::Rsa2048(k) => k.sign(Pkcs1v15Sign::new_unprefixed(), &digest).is_ok_and(|s| {
-                k.to_public_key()
-                    .verify(Pkcs1v15Sign::new_unprefixed(), &digest, &s)
-                    .is_ok()
-            }),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err("the key pair failed its pairwise consistency check".into())
         }
-    }
-
-    /// The public key's SubjectPublicKeyInfo, DER.
-    pub(crate) fn spki_der(&self) -> Result<Vec<u8>, String> {
-        let der = match self {
-            PrivateKey::P256(k) => k.public_key().to_public_key_der(),
-            PrivateKey::Rsa2048(k) => k.to_public_key().to_public_key_der(),
-        };
-        der.map(|d| d.as_bytes().to_vec())
-            .map_err(|_| "encoding the public key failed".to_string())
     }
 
     /// IMPORT ASYMMETRIC KEY (INS `FE`): `00 FE alg slot` with `06 d` (P-256)
@@ -231,26 +217,51 @@ mod tests {
 
     #[test]
     fn p256_round_trip_through_import_and_generate_forms() {
-        let k = PrivateKey::generate(Algorithm::P256, &NoRsa, &mut OsRng).unwrap();
+        let (k, spki) = PrivateKey::generate(Algorithm::P256, &NoRsa, &mut OsRng).unwrap();
         let import = k.import_command(0x9A, Some(PinPolicy::Once)).unwrap();
         assert_eq!((import.p1(), import.p2()), (0x11, 0x9A));
         assert_eq!(import.data().len(), 2 + 32 + 3);
         let mut gen = Vec::new();
         Tlv::new(tag!(0x7F49), public_objects(&k)).write(&mut gen);
-        assert_eq!(
-            spki_from_generate(&gen, Algorithm::P256).unwrap(),
-            k.spki_der().unwrap()
-        );
+        assert_eq!(spki_from_generate(&gen, Algorithm::P256).unwrap(), spki);
         assert!(spki_from_generate(&gen, Algorithm::Rsa2048).is_err());
         assert!(spki_from_generate(&gen[..gen.len() - 1], Algorithm::P256).is_err());
     }
 
     #[test]
     fn a_failing_rsa_source_is_an_error() {
-        assert!(PrivateKey::generate(Algorithm::Rsa2048, &NoRsa, &mut OsRng)
+        let e = PrivateKey::generate(Algorithm::Rsa2048, &NoRsa, &mut OsRng)
             .err()
-            .unwrap()
-            .contains("none here"));
+            .unwrap();
+        assert!(e.contains("none here"), "{e}");
+    }
+
+    struct Fixed(RsaPrivateKey);
+    impl RsaKeySource for Fixed {
+        fn rsa2048(&self) -> Result<RsaPrivateKey, KeyError> {
+            Ok(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn rsa_keys_are_checked_and_imported_as_crt_components() {
+        let small = Fixed(RsaPrivateKey::new(&mut OsRng, 1024).unwrap());
+        let e = PrivateKey::generate(Algorithm::Rsa2048, &small, &mut OsRng)
+            .err()
+            .unwrap();
+        assert!(e.contains("not RSA-2048"), "{e}");
+        let good = Fixed(RsaPrivateKey::new(&mut OsRng, 2048).unwrap());
+        let (k, spki) = PrivateKey::generate(Algorithm::Rsa2048, &good, &mut OsRng).unwrap();
+        assert_eq!(
+            spki,
+            good.0.to_public_key().to_public_key_der().unwrap().as_bytes()
+        );
+        let import = k.import_command(0x9D, None).unwrap();
+        assert_eq!((import.p1(), import.p2()), (0x07, 0x9D));
+        // Five components of 128 bytes, each `tag 81 80 value`.
+        assert_eq!(import.data().len(), 5 * (3 + 128));
+        let tags: Vec<u8> = (0..5).map(|i| import.data()[i * 131]).collect();
+        assert_eq!(tags, [1, 2, 3, 4, 5]);
     }
 
     #[test]

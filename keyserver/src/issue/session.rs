@@ -513,11 +513,8 @@ impl Session {
         let mut escrowed = Vec::new();
         for slot in profile.slots.iter().filter(|s| s.policy == KeyPolicy::Escrow) {
             let t = Instant::now();
-            let key = PrivateKey::generate(slot.algorithm, inner.rsa.as_ref(), &mut OsRng)
+            let (key, spki) = PrivateKey::generate(slot.algorithm, inner.rsa.as_ref(), &mut OsRng)
                 .map_err(|e| format!("generating the key of slot {:02X}: {e}", slot.slot))?;
-            let spki = key
-                .spki_der()
-                .map_err(|e| format!("the key of slot {:02X}: {e}", slot.slot))?;
             Timings::add(&inner.timings.keys, t);
             let t = Instant::now();
             let request = certificate_request(&slot.certificate, record, spki, now);
