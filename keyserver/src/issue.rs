@@ -256,13 +256,16 @@ impl Engine {
 
     /// Ends a card before round trip 1: audited, nothing sealed.
     fn refuse(&self, request: &CardRequest, reason: String) -> Finished {
-        let _ = self.inner.audit(AuditEvent {
+        let audited = self.inner.audit(AuditEvent {
             actor: request.station.clone(),
             action: "card.issue".into(),
             subject: format!("request {}", request.request_id),
             outcome: AuditOutcome::Failed,
             detail: format!("{}: {reason}", session::request_detail(request, 0)),
         });
+        if let Err(e) = audited {
+            tracing::error!(request = %request.request_id, "card refused, and {e}");
+        }
         Finished {
             outcome: CardOutcome::Void { reason },
             serial: None,

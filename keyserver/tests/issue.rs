@@ -436,3 +436,91 @@ fn the_station_sees_a_script_per_round_trip_with_expected_status_words() {
     assert!(void_reason(&again).contains("already ended"));
     assert_eq!(rig.escrow.outcomes().len(), 1);
 }
+
+const RETIRED: &str = r#"id = "retired"
+[card]
+validity_days = 400
+
+[fields.name]
+required = true
+
+[[slot]]
+key = "82"
+algorithm = "p256"
+pin_policy = "always"
+[slot.certificate]
+subject = { CN = "{name} (old encryption key)" }
+validity_days = 365
+key_usage = ["key_agreement"]
+
+[[slot]]
+key = "9e"
+algorithm = "rsa2048"
+escrow = "card"
+[slot.certificate]
+subject = { CN = "card of {name}", C = "GB" }
+validity_days = 365
+key_usage = ["digital_signature"]
+extended_key_usage = ["1.3.6.1.5.5.7.3.2"]
+"#;
+
+#[test]
+fn a_minimal_profile_with_a_retired_key_and_a_card_generated_rsa_key() {
+    use std::sync::Arc;
+    let profile = keyserver::profile::Profile::parse(RETIRED, "retired.toml").unwrap();
+    let keys = Arc::new(keyserver::issue::testing::TestKeys::new().unwrap());
+    let escrow = Arc::new(keyserver::issue::testing::MemoryEscrow::default());
+    let audit = Arc::new(keyserver::issue::testing::MemoryAudit::default());
+    let engine = keyserver::issue::Engine::new(
+        vec![profile.clone()],
+        keys.clone(),
+        escrow.clone(),
+        audit.clone(),
+        Arc::new(rsa_pool(0)),
+    )
+    .unwrap();
+    // 9E is generated on the card: an override (its default is escrow).
+    assert_eq!(audit.actions("profile.escrow-override").len(), 1);
+    let mut card = blank(5600);
+    let record = record("r1", &[("name", "Alan")]);
+    let f = issue_card(&engine, request(&card, "retired", record), &mut card, |_, _| {});
+    assert!(issued(&f), "{:?}", f.outcome);
+    assert_eq!(f.round_trips, 3);
+    let rig = Rig {
+        engine,
+        keys,
+        escrow,
+        audit,
+        log: Default::default(),
+    };
+    // The blank PIN and PUK stay random here too (the profile's defaults).
+    let pin = f
+        .secrets
+        .as_ref()
+        .unwrap()
+        .pin
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_vec();
+    verify_issued(&rig, &mut card, &profile, &f, &pin);
+    reset(&mut card);
+    select_piv(&mut card);
+    // Key History: one retired key with its certificate on the card.
+    assert_eq!(
+        get_object(&mut card, 0x5F_C10C).unwrap(),
+        [0xC1, 0x01, 0x01, 0xC2, 0x01, 0x00, 0xFE, 0x00]
+    );
+    // No CHUID, no printed information in this profile.
+    assert_eq!(get_object(&mut card, 0x5F_C102), Err(StatusWord::FileNotFound));
+    // The RSA key on the card is 2048 bits, generated there (origin 01).
+    let r = send(&mut card, &cmd(0x00, 0xF7, 0x00, 0x9E, &[]));
+    let objs = vsc::codec::TlvRef::parse_all(&r.data).unwrap();
+    let find = |t: u32| objs.iter().find(|o| o.tag.raw() == t).unwrap().value.to_vec();
+    assert_eq!(find(0x01), [0x07]);
+    assert_eq!(find(0x03), [0x01]);
+    // The retired key's PIN policy is the profile's ("always").
+    let r = send(&mut card, &cmd(0x00, 0xF7, 0x00, 0x82, &[]));
+    let objs = vsc::codec::TlvRef::parse_all(&r.data).unwrap();
+    assert_eq!(objs.iter().find(|o| o.tag.raw() == 0x02).unwrap().value[0], 0x03);
+}
