@@ -68,22 +68,64 @@ impl BlankCard {
         format!("VSC {:08}", self.serial)
     }
 
-    /// Makes the card's VSC, protected by `protector`.
+    /// Makes the card's VSC, protected by `protector`: a software chip
+    /// (origin `Chip`, type `blank`) with a new identity for the serial.
     pub fn build(
         &self,
         protector: &Protector,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<Vsc, CardError> {
         let identity = CardIdentity::new(self.serial);
+        BlankSpec {
+            identity: &identity,
+            keys: &self.keys,
+            kvn: self.kvn,
+            origin: Origin::Chip,
+            card_type: BLANK_CARD_TYPE,
+        }
+        .build(protector, rng)
+    }
+}
+
+/// A blank card for a chip that exists already: its identity (CPLC, ATR)
+/// read from the chip, the stock's transport key set, and what the VSC is
+/// for. The keyserver builds a card's master VSC from this: the same blank
+/// the chip is, labelled `VSC <serial>`, with the chip serial recorded,
+/// then personalized with the same commands as the chip.
+pub struct BlankSpec<'a> {
+    pub identity: &'a CardIdentity,
+    /// The stock's transport key set and its key version number.
+    pub keys: &'a StaticKeys,
+    pub kvn: u8,
+    /// `Chip` for card stock; `Master` for a keyserver's master VSC.
+    pub origin: Origin,
+    /// The VSC's card type: `blank`, or the issuance profile's id.
+    pub card_type: &'a str,
+}
+
+impl BlankSpec<'_> {
+    /// The label of the card's VSC: `VSC 00001079`.
+    pub fn label(&self) -> String {
+        format!("VSC {}", self.identity.serial_text())
+    }
+
+    /// Makes the VSC, protected by `protector`: OP_READY, the transport key
+    /// set, PIN `123456`, PUK `12345678`, the default 3DES management key.
+    pub fn build(
+        &self,
+        protector: &Protector,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> Result<Vsc, CardError> {
+        let serial = self.identity.serial();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let mut fields = NewVsc::new(self.label(), BLANK_CARD_TYPE, now);
-        fields.origin = Origin::Chip;
-        fields.chip_serials = vec![self.serial.to_be_bytes().to_vec()];
+        let mut fields = NewVsc::new(self.label(), self.card_type, now);
+        fields.origin = self.origin;
+        fields.chip_serials = vec![serial.to_be_bytes().to_vec()];
         let mut vsc = Vsc::create(fields, protector, rng)?;
-        identity.store(&mut vsc)?;
-        gp_state::put_keyset(&mut vsc, self.kvn, &self.keys, true)?;
+        self.identity.store(&mut vsc)?;
+        gp_state::put_keyset(&mut vsc, self.kvn, self.keys, true)?;
         gp_state::set_life_cycle(&mut vsc, LifeCycle::OpReady)?;
         let pin = PasswordEntry::new(
             PasswordRef::Pin,
@@ -114,5 +156,56 @@ impl BlankCard {
             },
         )?);
         Ok(vsc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::card::SoftCard;
+
+    fn kek() -> Protector {
+        Protector::Kek {
+            key_id: "archive/1".into(),
+            key: AesKey::from_slice(&[3; 32]).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_master_blank_has_the_chips_identity_and_says_what_it_is() {
+        let chip =
+            CardIdentity::from_cplc(CardIdentity::new(1079).cplc(), &[0x3B, 0x80, 0x80, 0x01, 0x01]).unwrap();
+        let stock = BlankCard::new(1).unwrap();
+        let spec = BlankSpec {
+            identity: &chip,
+            keys: &stock.keys,
+            kvn: 0x01,
+            origin: Origin::Master,
+            card_type: "employee-badge",
+        };
+        let vsc = spec.build(&kek(), &mut StdRng::seed_from_u64(1)).unwrap();
+        let h = vsc.header();
+        assert_eq!(h.label, "VSC 00001079");
+        assert_eq!(h.card_type, "employee-badge");
+        assert_eq!(h.attributes.origin, Origin::Master);
+        assert_eq!(h.attributes.chip_serials, vec![1079u32.to_be_bytes().to_vec()]);
+        let card = SoftCard::new(vsc).unwrap();
+        assert_eq!(card.identity(), &chip);
+        assert_eq!(card.life_cycle(), LifeCycle::OpReady);
+    }
+
+    #[test]
+    fn build_is_a_chip_blank() {
+        let vsc = BlankCard::new(42)
+            .unwrap()
+            .build(&kek(), &mut StdRng::seed_from_u64(2))
+            .unwrap();
+        assert_eq!(vsc.header().attributes.origin, Origin::Chip);
+        assert_eq!(vsc.header().card_type, BLANK_CARD_TYPE);
+        assert_eq!(vsc.header().label, "VSC 00000042");
+        assert_eq!(CardIdentity::load(&vsc).unwrap(), CardIdentity::new(42));
     }
 }

@@ -97,6 +97,29 @@ impl CardIdentity {
         }
     }
 
+    /// The identity of a chip read from the chip itself: its CPLC (GET DATA
+    /// `9F7F`, the 42 bytes without the tag) and its ATR. The serial is the
+    /// CPLC's IC serial number. A CPLC that is not 42 bytes, or an ATR that
+    /// is not 2 to 33 bytes, is refused.
+    pub fn from_cplc(cplc: &[u8], atr: &[u8]) -> Result<Self, CardError> {
+        let cplc: [u8; CPLC_LEN] = cplc
+            .try_into()
+            .map_err(|_| CardError::NotACard("a 42-byte CPLC (GP 9F7F)"))?;
+        let serial = cplc
+            .get(12..16)
+            .and_then(|s| <[u8; 4]>::try_from(s).ok())
+            .map(u32::from_be_bytes)
+            .ok_or(CardError::NotACard("a 42-byte CPLC (GP 9F7F)"))?;
+        if !(2..=33).contains(&atr.len()) {
+            return Err(CardError::NotACard("an ATR of 2 to 33 bytes"));
+        }
+        Ok(CardIdentity {
+            serial,
+            cplc,
+            atr: atr.to_vec(),
+        })
+    }
+
     /// The chip serial number.
     pub fn serial(&self) -> u32 {
         self.serial
@@ -181,6 +204,26 @@ mod tests {
         assert_eq!(x, 0);
         assert_eq!(DEFAULT_ATR[1] & 0xF0, 0xF0);
         assert_eq!(usize::from(DEFAULT_ATR[1] & 0x0F), 9);
+    }
+
+    #[test]
+    fn from_cplc_reads_what_new_wrote() {
+        let id = CardIdentity::new(0x0102_0304);
+        let again = CardIdentity::from_cplc(id.cplc(), id.atr()).unwrap();
+        assert_eq!(again, id);
+        assert_eq!(again.kdd(), id.kdd());
+        let other_atr = CardIdentity::from_cplc(id.cplc(), &[0x3B, 0x00]).unwrap();
+        assert_eq!(other_atr.atr(), &[0x3B, 0x00]);
+        assert_eq!(other_atr.serial(), 0x0102_0304);
+    }
+
+    #[test]
+    fn from_cplc_refuses_wrong_lengths() {
+        let id = CardIdentity::new(7);
+        assert!(CardIdentity::from_cplc(&id.cplc()[..41], id.atr()).is_err());
+        assert!(CardIdentity::from_cplc(&[0; 43], id.atr()).is_err());
+        assert!(CardIdentity::from_cplc(id.cplc(), &[0x3B]).is_err());
+        assert!(CardIdentity::from_cplc(id.cplc(), &[0x3B; 34]).is_err());
     }
 
     #[test]
