@@ -12,6 +12,7 @@
 //!   bins, like a card-personalization machine.
 
 pub mod card;
+pub mod clock;
 pub mod codec;
 pub mod feeder;
 pub mod file;
