@@ -23,7 +23,7 @@ fn safe(s: &str) -> String {
 
 /// A civil date for Unix seconds (UTC), without a date library.
 fn utc(secs: u64) -> String {
-    crate::clock::Utc::from_unix(secs).display()
+    vsc::clock::Utc::from_unix(secs).display()
 }
 
 fn state(s: State) -> &'static str {
