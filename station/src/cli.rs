@@ -141,9 +141,14 @@ fn usage(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
+/// Logs on standard error: JSON lines beside JSON events (default level
+/// `warn`); beside the progress view, nothing unless RUST_LOG asks (the
+/// view and the final message say what matters, and log lines would tear
+/// the view).
 fn init_logs(json: bool) {
+    let default = if json { "warn" } else { "off" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

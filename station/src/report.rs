@@ -104,6 +104,10 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// The readers the station found (when the list changes).
+    Readers {
+        readers: Vec<String>,
+    },
     Reader {
         reader: String,
         state: ReaderStatus,
@@ -228,6 +232,13 @@ impl Event {
                     (LinkStatus::Unreachable, None) => format!("keyserver unreachable{d}"),
                     (LinkStatus::Lost, None) => format!("keyserver connection lost{d}"),
                     (LinkStatus::Refused, _) => format!("the keyserver refused this station{d}"),
+                }
+            }
+            Event::Readers { readers } => {
+                if readers.is_empty() {
+                    "no reader matches yet: waiting for one".to_owned()
+                } else {
+                    format!("readers: {}", readers.join(", "))
                 }
             }
             Event::Reader {
@@ -482,9 +493,10 @@ impl<W: Write + Send> Progress<W> {
                 view.last = event.text();
             }
             Event::JobStatus { .. } => view.job = format!("| {}", event.text()),
-            Event::Settled { .. } | Event::Refused { .. } | Event::Stopping { .. } => {
-                view.last = event.text()
-            }
+            Event::Readers { .. }
+            | Event::Settled { .. }
+            | Event::Refused { .. }
+            | Event::Stopping { .. } => view.last = event.text(),
             Event::Summary(_) => {}
         }
     }
@@ -500,8 +512,16 @@ impl<W: Write + Send> Report for Progress<W> {
         if view.drawn > 0 {
             let _ = write!(out, "\x1b[{}A", view.drawn);
         }
+        // A line longer than the terminal would wrap and throw the
+        // redraw off: cut it.
+        let width = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse::<usize>().ok())
+            .filter(|w| *w > 20)
+            .unwrap_or(120);
         for l in &lines {
-            let _ = write!(out, "\r\x1b[2K{l}\n");
+            let cut: String = l.chars().take(width - 1).collect();
+            let _ = write!(out, "\r\x1b[2K{cut}\n");
         }
         view.drawn = lines.len();
         let _ = out.flush();

@@ -171,7 +171,7 @@ async fn several_sim_readers_personalize_concurrently() {
     for slot in &slots {
         for card in slot.passed() {
             assert_eq!(card.commands, 3, "every command of both scripts reached the card");
-            assert!(!card.session_open_at_release);
+            assert!(!card.session_open_after_release);
         }
     }
     let db = fake.db();
@@ -230,6 +230,38 @@ async fn a_card_removed_mid_script_is_rejected_and_the_next_card_passes() {
     );
     assert_eq!(db.voided, 1);
     assert_eq!(db.issued, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_that_stops_answering_is_rejected_after_its_timeout() {
+    let ca = TestCa::new();
+    let fake = Fake::new(100);
+    let ks = fake.start(&ca, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(ca.bundle("desk-1", ks.addr));
+    cfg.cards = Some(2);
+    // The fake's steps say 0: the station's default applies.
+    cfg.relay.default_timeout = Duration::from_millis(300);
+    let station = start(cfg, dir.path(), 1, None);
+    let slot = station.slots[0].clone();
+    slot.fault_next(SimFault::MuteAt(2));
+    station
+        .until("the mute card rejected", |ev| cards(ev).len() == 1)
+        .await;
+    let first = cards(&station.events.events()).remove(0);
+    assert_eq!(first.2, Bin::Reject);
+    assert!(first.4.contains("did not answer step 1"), "{first:?}");
+    // The card answers at last: its thread releases it into the reject
+    // bin and the next card comes.
+    slot.unmute();
+    let (outcome, _, slots) = station.outcome().await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!((outcome.summary.passed, outcome.summary.rejected), (1, 1));
+    assert_eq!(slots[0].rejected().len(), 1);
+    assert_eq!(slots[0].passed().len(), 1);
+    let db = fake.db();
+    assert!(db.replies[0].1.card_removed, "a lost card is reported as removed");
+    assert_eq!(db.replies[0].1.responses.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

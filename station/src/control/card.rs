@@ -386,7 +386,10 @@ async fn finish(
                 format!("the keyserver reported the card issued, but {lost}"),
             ),
         },
-        Some(v) if run.touched => (Bin::Reject, v.reason.clone()),
+        Some(v) if run.touched => match &run.lost {
+            Some(lost) => (Bin::Reject, format!("{lost} (keyserver: {})", v.reason)),
+            None => (Bin::Reject, v.reason.clone()),
+        },
         Some(v) => {
             // Refused before any command reached the card.
             match code {

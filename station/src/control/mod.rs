@@ -638,16 +638,8 @@ async fn supervise(shared: Arc<Shared>, source: Box<dyn ReaderSource>) {
             if names.is_empty() {
                 tracing::warn!("no reader matches: waiting for one");
             }
-            shared.report.event(&Event::Reader {
-                reader: "*".into(),
-                state: ReaderStatus::Waiting,
-                round_trip: None,
-                retry_in_s: None,
-                detail: Some(if names.is_empty() {
-                    "no reader matches yet".into()
-                } else {
-                    format!("readers: {}", names.join(", "))
-                }),
+            shared.report.event(&Event::Readers {
+                readers: names.clone(),
             });
             known.clone_from(&names);
         }

@@ -111,9 +111,9 @@ pub struct Binned {
     pub life_cycle: LifeCycle,
     /// Commands it received.
     pub commands: u32,
-    /// Whether an SCP03 session was still open when it was released
-    /// (before power went off).
-    pub session_open_at_release: bool,
+    /// Whether an SCP03 session was still open once the card was released
+    /// (a release powers the card off, which ends any session).
+    pub session_open_after_release: bool,
 }
 
 struct InSlot {
@@ -130,7 +130,7 @@ impl InSlot {
             serial: self.serial,
             life_cycle: self.card.life_cycle(),
             commands: self.commands,
-            session_open_at_release: session_open,
+            session_open_after_release: session_open,
         }
     }
 }
@@ -404,8 +404,8 @@ impl CardTransport for SimCard {
         match c.fault {
             Some(SimFault::RemoveAt(n)) if c.commands >= n => {
                 if let Some(mut c) = st.card.take() {
-                    let open = c.card.secure_channel_open();
                     c.card.power_off();
+                    let open = c.card.secure_channel_open();
                     st.removed.push(c.binned(open));
                 }
                 st.event_count = st.event_count.wrapping_add(1);
@@ -475,8 +475,8 @@ impl Card for SimCard {
             }
             Bin::Pass | Bin::Reject => {
                 if let Some(mut c) = st.card.take() {
-                    let open = c.card.secure_channel_open();
                     c.card.power_off();
+                    let open = c.card.secure_channel_open();
                     let b = c.binned(open);
                     if bin == Bin::Pass {
                         st.pass.push(b);

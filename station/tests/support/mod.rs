@@ -188,6 +188,20 @@ impl Fake {
         }
     }
 
+    /// [`Fake::until`] for tests without a runtime.
+    pub fn until_blocking(&self, what: &str, f: impl Fn(&Db) -> bool) {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if f(&self.db()) {
+                return;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("the fake keyserver waited {PATIENCE:?} for {what}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn job_status(db: &Db) -> pb::JobStatus {
         pb::JobStatus {
             job: JOB.to_string(),
