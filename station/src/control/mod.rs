@@ -255,14 +255,11 @@ impl Shared {
         }
     }
 
+    /// Whether the first card a reader shows is the one a killed run left
+    /// in flight (same event count). Asked once per reader: a later card
+    /// is never taken for it (after a pcscd restart counts start over).
     fn skip_card(&self, reader: &str, event_count: u32) -> bool {
-        let mut skip = lock(&self.skip);
-        if skip.get(reader) == Some(&event_count) {
-            skip.remove(reader);
-            true
-        } else {
-            false
-        }
+        lock(&self.skip).remove(reader) == Some(event_count)
     }
 
     /// Counts a finished card.
@@ -589,9 +586,11 @@ async fn supervise(shared: Arc<Shared>, source: Box<dyn ReaderSource>) {
     let mut tasks: JoinSet<(String, ReaderExit)> = JoinSet::new();
     let mut running: HashSet<String> = HashSet::new();
     let mut retry: HashMap<String, (Instant, Duration)> = HashMap::new();
+    let describe = source.describe();
     let mut source = Some(source);
     let mut first = true;
     let mut known: Vec<String> = Vec::new();
+    let mut list_error: Option<String> = None;
     let poll = shared.cfg.poll;
     let mut ending = shared.ending.subscribe();
     let mut stop = shared.stop_receiver();
@@ -628,9 +627,24 @@ async fn supervise(shared: Arc<Shared>, source: Box<dyn ReaderSource>) {
         };
         source = Some(src);
         let names = match listed {
-            Ok(n) => n,
+            Ok(n) => {
+                list_error = None;
+                n
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot list the readers");
+                // Said once per different error (pcscd may stay away).
+                let text = e.to_string();
+                if list_error.as_ref() != Some(&text) {
+                    tracing::warn!(error = %text, "cannot list the readers");
+                    shared.report.event(&Event::Reader {
+                        reader: describe.clone(),
+                        state: ReaderStatus::Failed,
+                        round_trip: None,
+                        retry_in_s: None,
+                        detail: Some(text.clone()),
+                    });
+                    list_error = Some(text);
+                }
                 continue;
             }
         };
@@ -770,6 +784,7 @@ async fn reader_loop(shared: Arc<Shared>, reader: Box<dyn Reader>) -> ReaderExit
     let mut reader = Some(reader);
     let mut after: Option<u32> = None;
     let mut delay = shared.cfg.backoff.first;
+    let mut retry_delay = shared.cfg.backoff.first;
     let poll = shared.cfg.poll;
     shared.reader_info(&name, false, false);
     shared.reader_event(&name, ReaderStatus::Waiting, None, None);
@@ -888,9 +903,12 @@ async fn reader_loop(shared: Arc<Shared>, reader: Box<dyn Reader>) -> ReaderExit
             shared.give_back_ticket();
         }
         if outcome.retry {
-            // The same card again once the keyserver is back.
-            pause(&shared, shared.cfg.backoff.first).await;
+            // The same card again once the keyserver is back, after a
+            // pause that grows while it keeps failing.
+            pause(&shared, retry_delay).await;
+            retry_delay = shared.cfg.backoff.next(retry_delay);
         } else {
+            retry_delay = shared.cfg.backoff.first;
             after = Some(presence.event_count);
         }
         shared.reader_info(&name, outcome.bin == Bin::Untouched, false);
