@@ -302,7 +302,9 @@ pub(crate) async fn run(cfg: LinkConfig, parts: LinkParts, mut closing: watch::R
             retry_in_s: None,
             detail: Some(cfg.address.clone()),
         });
-        let readers: Vec<pb::ReaderInfo> = lock(&parts.readers).values().cloned().collect();
+        // The keyserver takes at most 256 readers in a Hello; the others
+        // are reported as ReaderInfo events when they change.
+        let readers: Vec<pb::ReaderInfo> = lock(&parts.readers).values().take(256).cloned().collect();
         let attempt = tokio::select! {
             r = connect(&cfg, readers) => r,
             _ = closing.wait_for(|c| *c) => break,

@@ -66,7 +66,7 @@ pub enum ReaderError {
     Gone(String),
     #[error("sim reader {reader:?}: making a blank card: {reason}")]
     Blank { reader: String, reason: String },
-    #[error("the reader specification {0:?} is not valid: use a PC/SC name pattern (`Virtual PCD*`) or `sim:N` (1 to 1024)")]
+    #[error("the reader specification {0:?} is not valid: use a PC/SC name pattern (`Virtual PCD*`) or `sim:N` (1 to 256)")]
     BadSpec(String),
 }
 
@@ -169,13 +169,17 @@ pub trait ReaderSource: Send {
     fn open(&mut self, name: &str) -> Result<Box<dyn Reader>, ReaderError>;
 }
 
+/// The most sim readers a station runs (a keyserver takes at most 256
+/// readers in a Hello).
+pub const MAX_SIM_READERS: usize = 256;
+
 /// The readers named by a `--readers` value: `sim:N`, or a PC/SC name
 /// pattern (`*` wildcards).
 pub fn source_from_spec(spec: &str) -> Result<Box<dyn ReaderSource>, ReaderError> {
     match spec.strip_prefix("sim:") {
         Some(n) => {
             let n: usize = n.parse().map_err(|_| ReaderError::BadSpec(spec.to_owned()))?;
-            if !(1..=1024).contains(&n) {
+            if !(1..=MAX_SIM_READERS).contains(&n) {
                 return Err(ReaderError::BadSpec(spec.to_owned()));
             }
             let stock = SimStock::new(None).map_err(|e| ReaderError::Blank {
