@@ -1,7 +1,7 @@
 //! The station's control loop: one control stream to the keyserver, one
 //! task per reader, one Perso stream per card.
 //!
-//! Per card (see [`card`]): a card enters a reader → connect, ATR → the
+//! Per card (see `control/card.rs`): a card enters a reader → connect, ATR → the
 //! request is journaled durably → PersoRequest on the control stream →
 //! Perso stream (PersoOpen) → each Script run by the relay, its Reply sent
 //! → PersoDone and the Result → the card released into its bin (pass only
@@ -12,7 +12,7 @@
 //!
 //! - the link ([`link`]) connects with mutual TLS and reconnects with
 //!   capped exponential backoff; a card in flight when it drops is
-//!   rejected, and its request asked for again later (see [`settle`]);
+//!   rejected, and its request asked for again later (see `control/settle.rs`);
 //! - at start, requests the journal shows in flight (the station was
 //!   killed) are counted rejected, their cards (same reader, same pcscd
 //!   event count) powered off into the reject bin if still there, and
