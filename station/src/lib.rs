@@ -1,7 +1,36 @@
-//! The card control system: PC/SC readers, the transparent relay, the control
-//! stream and the operator console.
+//! The card control system: it contacts cards and relays the keyserver's
+//! scripts to them unchanged; it holds no key and knows no command.
 //!
-//! - [`readers`]: PC/SC readers through pcscd, as
-//!   [`vsc::transport::CardTransport`]s.
+//! - [`readers`]: PC/SC readers through pcscd and `sim:N` in-process
+//!   readers behind one abstraction ([`readers::ReaderSource`],
+//!   [`readers::Reader`], [`readers::Card`]).
+//! - [`relay`]: runs one script on one card, transparently; per-step time
+//!   limits ([`relay::Watchdog`] runs a blocking card on its own thread).
+//! - [`journal`]: the local journal of requests (sled, durable before a
+//!   request leaves), which makes `station run` resumable.
+//! - [`control`]: the control stream to the keyserver, one task per
+//!   reader, one Perso stream per card, pass/reject accounting, recovery.
+//! - [`report`]: events as JSON lines or progress lines, the summary.
+//! - [`cli`]: `station run`, `station readers`, `station journal`.
+//!
+//! Decisions the code follows:
+//!
+//! - A card goes to the pass bin only on a Result OK from the control
+//!   stream for its request. Everything else that touched the card
+//!   (failed Result, lost card, timeout, lost connection, Ctrl-C twice) is
+//!   a reject; a card no command reached stays untouched.
+//! - Releasing a binned PC/SC card disconnects it with power off: no
+//!   secure channel stays open, and `vsc feeder` bins it by its state.
+//! - A lost card (removed, no answer in time, reader failure) is reported
+//!   to the keyserver as `card_removed`: the protocol has no other word.
+//! - Requests closed without a Result (killed station, lost connection)
+//!   are *unsettled*: the keyserver is asked again with the same request
+//!   id; its recorded verdict is journaled and reported. A card it
+//!   recorded as issued is announced as good (it stays counted rejected).
 
+pub mod cli;
+pub mod control;
+pub mod journal;
 pub mod readers;
+pub mod relay;
+pub mod report;
