@@ -11,6 +11,7 @@
 //! - [`control`]: the control stream to the keyserver, one task per
 //!   reader, one Perso stream per card, pass/reject accounting, recovery.
 //! - [`report`]: events as JSON lines or progress lines, the summary.
+//! - [`tui`]: the operator console: its state, key actions and widgets.
 //! - [`cli`]: `station run`, `station readers`, `station journal`.
 //!
 //! Decisions the code follows:
@@ -34,3 +35,4 @@ pub mod journal;
 pub mod readers;
 pub mod relay;
 pub mod report;
+pub mod tui;
