@@ -15,6 +15,7 @@ use crate::journal::{self, Journal};
 use crate::readers;
 use crate::relay::RelayConfig;
 use crate::report::{JsonLines, Progress, Report};
+use crate::tui::{self, ConsoleOptions};
 
 /// Exit code: the command line is wrong, or a file could not be read.
 pub const EXIT_USAGE: u8 = 2;
@@ -57,11 +58,20 @@ pub enum Command {
 
 const RUN_HELP: &str = "Examples:\n  \
   station run --bundle desk-1.bundle --job people-2025 --readers 'Virtual PCD*'\n  \
-  station run --bundle desk-1.bundle --job people-2025 --readers sim:4 --cards 100 --idle-exit 30\n\n\
+  station run --bundle desk-1.bundle --job people-2025 --readers sim:4 --cards 100 --idle-exit 30\n  \
+station run --bundle desk-1.bundle --job people-2025 --readers 'Virtual PCD*' --console\n\n\
 On a terminal, one line per reader (reader, cards passed, rejected, cards/hour, what it does) \
 is refreshed in place; otherwise (or with --json) each event is one JSON object per line on \
 standard output (`event`: start, keyserver, reader, card, settled, job_status, refused, \
 stopping, summary). Logs go to standard error (RUST_LOG sets the level).\n\n\
+With --console (on a terminal), the operator console takes the screen instead: the keyserver \
+link and its retry countdown, the job's totals, one row per reader (status, passed, rejected, \
+cards/hour, last card), a log of card results and refusals. Keys: q (or Ctrl-C) stops as \
+Ctrl-C does below, arrows select a reader, PgUp/PgDn scroll the log, ? shows the help. The \
+final screen stays until a key is pressed (not with --no-wait, nor without a terminal on \
+standard input); the four summary lines follow on the normal screen. Without a terminal on \
+standard output, --console changes nothing: JSON lines. Log lines asked for with RUST_LOG would \
+draw over the console: send standard error to a file (2>station.log).\n\n\
 At the end, four lines: `passed: N`, `rejected: N`, `round trips per card: N` (the most any \
 card took) and `cards/hour: N` (passed cards per hour, from the first card's start to the last \
 card's end).\n\n\
@@ -114,6 +124,14 @@ pub struct RunArgs {
     /// JSON lines even on a terminal.
     #[arg(long)]
     pub json: bool,
+    /// The full-screen operator console on a terminal (q stops the run
+    /// like Ctrl-C; ? shows the keys).
+    #[arg(long, conflicts_with = "json")]
+    pub console: bool,
+    /// With --console: close the console as soon as the run ends, without
+    /// waiting for a key.
+    #[arg(long, requires = "console")]
+    pub no_wait: bool,
 }
 
 /// `https://host:port` or `host:port` → `host:port`.
@@ -262,11 +280,6 @@ fn run(args: RunArgs) -> ExitCode {
         default_timeout: Duration::from_secs(args.step_timeout.max(1)),
     };
     cfg.backoff.max = Duration::from_secs(args.max_backoff.max(1));
-    let report: Arc<dyn Report> = if json {
-        Arc::new(JsonLines::new(std::io::stdout()))
-    } else {
-        Arc::new(Progress::new(std::io::stdout()))
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -274,13 +287,44 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let (stop_tx, stop_rx) = watch::channel(Stop::Run);
+    if args.console && json {
+        tracing::warn!("--console needs a terminal on standard output: JSON lines instead");
+    }
+    let mut console = None;
+    let report: Arc<dyn Report> = if json {
+        Arc::new(JsonLines::new(std::io::stdout()))
+    } else if args.console {
+        let options = ConsoleOptions {
+            wait_for_key: !args.no_wait && std::io::stdin().is_terminal(),
+            ..ConsoleOptions::default()
+        };
+        match tui::run_console(options, stop_tx.clone()) {
+            Ok(c) => {
+                let r = c.report();
+                console = Some(c);
+                r
+            }
+            Err(e) => {
+                eprintln!("station: the console cannot start ({e}): the progress view instead");
+                Arc::new(Progress::new(std::io::stdout()))
+            }
+        }
+    } else {
+        Arc::new(Progress::new(std::io::stdout()))
+    };
     let outcome = runtime.block_on(async move {
-        let (stop_tx, stop_rx) = watch::channel(Stop::Run);
         tokio::spawn(signals(stop_tx));
         control::run(cfg, journal, source, report, stop_rx).await
     });
     // Blocking threads still waiting on readers must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(2));
+    // The console gives the terminal back before the summary is printed.
+    if let Some(c) = console {
+        if let Err(e) = c.wait() {
+            eprintln!("station: the console failed: {e}");
+        }
+    }
     print!("{}", outcome.summary.lines());
     match outcome.error {
         None => ExitCode::SUCCESS,
@@ -291,7 +335,8 @@ fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-/// Ctrl-C or SIGTERM: drain; again: abort.
+/// Ctrl-C or SIGTERM: drain; again: abort (never less than the console's
+/// quit key asked already).
 async fn signals(stop: watch::Sender<Stop>) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let mut count = 0;
@@ -308,7 +353,7 @@ async fn signals(stop: watch::Sender<Stop>) {
             std::future::pending::<()>().await;
         }
         count += 1;
-        let _ = stop.send(if count == 1 { Stop::Drain } else { Stop::Abort });
+        tui::request_stop(&stop, if count == 1 { Stop::Drain } else { Stop::Abort });
     }
 }
 

@@ -11,7 +11,7 @@
 //! - [`control`]: the control stream to the keyserver, one task per
 //!   reader, one Perso stream per card, pass/reject accounting, recovery.
 //! - [`report`]: events as JSON lines or progress lines, the summary.
-//! - [`tui`]: the operator console: its state, key actions and widgets.
+//! - [`tui`]: the operator console (`station run --console`).
 //! - [`cli`]: `station run`, `station readers`, `station journal`.
 //!
 //! Decisions the code follows:
