@@ -101,17 +101,18 @@ struct Pty {
 }
 
 impl Pty {
-    /// The station with `args`; `None` when util-linux `script` is not
-    /// there.
-    fn spawn(args: &[String]) -> Option<Pty> {
+    /// The station with `args` on a pseudo-terminal (util-linux `script`,
+    /// Debian package bsdutils, which `scripts/setup` installs).
+    fn spawn(args: &[String]) -> Pty {
         Pty::spawn_program(STATION, args, &[])
     }
 
-    fn spawn_program(program: &str, args: &[String], env: &[(&str, &str)]) -> Option<Pty> {
-        if Command::new("script").arg("--version").output().is_err() {
-            eprintln!("no `script` (util-linux): the pty test is skipped");
-            return None;
-        }
+    fn spawn_program(program: &str, args: &[String], env: &[(&str, &str)]) -> Pty {
+        assert!(
+            Command::new("script").arg("--version").output().is_ok(),
+            "the console tests need util-linux `script` for a pseudo-terminal: install bsdutils \
+             (scripts/setup does)"
+        );
         let quoted: Vec<String> = std::iter::once(program.to_owned())
             .chain(args.iter().cloned())
             .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
@@ -138,7 +139,7 @@ impl Pty {
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        Some(Pty { child, out })
+        Pty { child, out }
     }
 
     fn text(&self) -> String {
@@ -185,9 +186,7 @@ fn on_a_terminal_q_stops_the_run_and_the_terminal_is_given_back() {
     let bundle = write_bundle(&ca, addr, dir.path());
     let mut args = run_args(&bundle, &dir.path().join("journal"));
     args.extend(["--connect-timeout", "0", "--console"].map(String::from));
-    let Some(mut pty) = Pty::spawn(&args) else {
-        return;
-    };
+    let mut pty = Pty::spawn(&args);
     pty.until(ENTER);
     pty.until("retry in");
     pty.send("q");
@@ -214,9 +213,7 @@ fn on_a_terminal_a_finished_run_closes_itself_with_no_wait() {
     let bundle = write_bundle(&ca, ks.addr, dir.path());
     let mut args = run_args(&bundle, &dir.path().join("journal"));
     args.extend(["--console", "--no-wait"].map(String::from));
-    let Some(pty) = Pty::spawn(&args) else {
-        return;
-    };
+    let pty = Pty::spawn(&args);
     let (code, out) = pty.finish();
     assert_eq!(code, 0, "{out:?}");
     // Drawn in place: what changed between frames only.
@@ -259,9 +256,7 @@ fn panic_child() {
 fn a_panic_gives_the_terminal_back() {
     let me = std::env::current_exe().unwrap();
     let args = ["--exact", "panic_child", "--nocapture", "--test-threads", "1"].map(String::from);
-    let Some(pty) = Pty::spawn_program(me.to_str().unwrap(), &args, &[(PANIC_CHILD, "1")]) else {
-        return;
-    };
+    let pty = Pty::spawn_program(me.to_str().unwrap(), &args, &[(PANIC_CHILD, "1")]);
     let (code, out) = pty.finish();
     assert_eq!(code, 0, "{out:?}");
     let enter = out.find(ENTER).expect("the console started");
