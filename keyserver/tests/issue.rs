@@ -6,10 +6,10 @@
 
 mod issue_support;
 
+use issue_support::*;
 use keyserver::issue::testing::{issue_card, run_script};
 use keyserver::ports::{AuditOutcome, CardEngine, CardOutcome, Next};
 use keyserver::script::{Reply, Step};
-use issue_support::*;
 use vsc::card::LifeCycle;
 use vsc::codec::StatusWord;
 

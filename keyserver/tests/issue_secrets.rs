@@ -7,12 +7,12 @@
 mod issue_support;
 
 use base64::Engine as _;
+use issue_support::*;
 use keyserver::issue::testing::run_script;
 use keyserver::ports::{CardEngine, IssuerKeys, Next};
 use keyserver::script::Step;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::traits::PrivateKeyParts;
-use issue_support::*;
 use vsc::file::KeyRef;
 
 fn forms(secret: &[u8]) -> Vec<Vec<u8>> {
