@@ -655,3 +655,37 @@ impl AuditSink for Unlocked {
         self.audit.record(event)
     }
 }
+
+/// The service's TLS: the keyserver's server identity, the enrollment CA
+/// that certifies stations, and new station identities from it.
+impl crate::service::Authority for Unlocked {
+    fn server_identity(&self) -> Result<crate::service::ServerIdentity, crate::service::AuthorityError> {
+        let id = Unlocked::server_identity(self)
+            .map_err(|e| crate::service::AuthorityError::Server(e.to_string()))?;
+        Ok(crate::service::ServerIdentity {
+            cert_pem: id.cert_pem,
+            key_pem: id.key_pem,
+        })
+    }
+
+    fn client_ca_pem(&self) -> Result<String, crate::service::AuthorityError> {
+        Ok(self.enrollment_ca_pem().to_string())
+    }
+
+    fn issue_station_identity(
+        &self,
+        name: &str,
+    ) -> Result<crate::service::StationIdentity, crate::service::AuthorityError> {
+        let id = Unlocked::issue_station_identity(self, name).map_err(|e| {
+            crate::service::AuthorityError::Station {
+                station: name.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(crate::service::StationIdentity {
+            cert_pem: id.cert_pem,
+            key_pem: id.key_pem,
+            ca_pem: id.ca_pem,
+        })
+    }
+}
