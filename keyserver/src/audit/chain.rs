@@ -131,7 +131,7 @@ impl ChainSigner {
         })
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "leak-scan"))]
     pub(crate) fn secret_scalar_for_tests(&self) -> Vec<u8> {
         self.key.key().to_bytes().to_vec()
     }

@@ -594,9 +594,11 @@ impl Unlocked {
     }
 
     /// Every key's bytes this keystore holds, for tests that scan files and
-    /// logs for leaks.
-    #[cfg(test)]
-    pub(crate) fn all_key_material(&self) -> Vec<(String, Vec<u8>)> {
+    /// logs for leaks. Only in the crate's own tests and with the
+    /// `leak-scan` feature (which the integration tests turn on); a build
+    /// that serves never has it.
+    #[cfg(any(test, feature = "leak-scan"))]
+    pub fn all_key_material(&self) -> Vec<(String, Vec<u8>)> {
         use p256::elliptic_curve::PrimeField;
         let mut v = vec![
             ("root".to_string(), self.root.expose_secret().to_vec()),
