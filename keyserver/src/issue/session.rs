@@ -603,7 +603,9 @@ impl Session {
             main,
             generate,
             finish,
+            master_keys,
         } = perso;
+        drop(master_keys);
         self.wrap(&main, &mut script, &mut steps)?;
         let rest = if generate.is_empty() {
             self.wrap(&finish, &mut script, &mut steps)?;

@@ -199,6 +199,20 @@ impl Stack {
             "card {serial:08}"
         );
         let master = self.master(serial);
+        // The escrowed keys are the master's own (generated for it); keys
+        // the card generates are not on it.
+        for slot in &profile.slots {
+            let entry = master.secret_key(&vsc::file::KeyRef::PivSlot(slot.slot));
+            match slot.policy {
+                KeyPolicy::Escrow => assert_eq!(
+                    entry.map(|e| e.attributes.origin),
+                    Some(vsc::file::KeyOrigin::GeneratedOnMaster),
+                    "card {serial:08} slot {:02X}",
+                    slot.slot
+                ),
+                KeyPolicy::Card => assert!(entry.is_none()),
+            }
+        }
         assert_eq!(master.header().card_type, profile.id);
         assert_eq!(master.header().attributes.origin, vsc::file::Origin::Master);
         let mut master_card = InProcess::insert(vsc::card::SoftCard::new(master).unwrap());
