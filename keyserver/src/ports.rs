@@ -198,6 +198,13 @@ pub struct AuditError {
 pub trait AuditSink: Send + Sync {
     /// Appends an event durably.
     fn record(&self, event: AuditEvent) -> Result<(), AuditError>;
+
+    /// Appends events durably, in order; returns once all are durable. A
+    /// log with group commit makes them durable together (one wait, not
+    /// one per event). Stops at the first failure.
+    fn record_all(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        events.into_iter().try_for_each(|e| self.record(e))
+    }
 }
 
 /// Where issuance gets RSA-2048 key pairs: a pool of pre-generated keys

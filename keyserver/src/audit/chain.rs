@@ -515,6 +515,44 @@ where
         self.submit(body, Some(dir), Some(publish))
     }
 
+    /// Appends `bodies` as the next entries, in order, and returns once all
+    /// are durable: they are queued together, so the committer usually
+    /// makes them durable with one fsync. Stops at the first refusal (the
+    /// entries queued before it may be durable).
+    pub fn append_all(&self, bodies: Vec<B>) -> Result<Vec<Appended>, ChainError> {
+        let closed = || ChainError::Append {
+            what: self.spec.what,
+            path: self.spec.path.clone(),
+            reason: "the log is closed".into(),
+        };
+        let tx = self.tx.as_ref().ok_or_else(closed)?;
+        let mut answers = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let (reply, answer) = mpsc::sync_channel(1);
+            tx.send(Request {
+                body,
+                sync_dir: None,
+                publish: None,
+                reply,
+            })
+            .map_err(|_| closed())?;
+            answers.push(answer);
+        }
+        answers
+            .into_iter()
+            .map(|answer| {
+                answer
+                    .recv()
+                    .map_err(|_| closed())?
+                    .map_err(|reason| ChainError::Append {
+                        what: self.spec.what,
+                        path: self.spec.path.clone(),
+                        reason,
+                    })
+            })
+            .collect()
+    }
+
     fn submit(
         &self,
         body: B,

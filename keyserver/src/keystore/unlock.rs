@@ -656,6 +656,10 @@ impl AuditSink for Unlocked {
     fn record(&self, event: AuditEvent) -> Result<(), crate::ports::AuditError> {
         self.audit.record(event)
     }
+
+    fn record_all(&self, events: Vec<AuditEvent>) -> Result<(), crate::ports::AuditError> {
+        self.audit.record_all(events)
+    }
 }
 
 /// The service's TLS: the keyserver's server identity, the enrollment CA
