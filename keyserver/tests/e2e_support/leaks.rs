@@ -223,10 +223,18 @@ pub fn custody_secrets(
             format!("custodian {} component", c.custodian()),
             c.expose_secret().to_vec(),
         ));
-        out.push((
-            format!("custodian {} component, grouped hex", c.custodian()),
-            c.grouped_hex().as_bytes().to_vec(),
-        ));
+        // As the terminal shows it (groups on lines) and as its file holds
+        // it (one line).
+        let grouped = c.grouped_hex();
+        for (how, text) in [
+            ("lines", grouped.to_string()),
+            ("one line", grouped.replace('\n', " ")),
+        ] {
+            out.push((
+                format!("custodian {} component, grouped hex on {how}", c.custodian()),
+                text.into_bytes(),
+            ));
+        }
     }
     let t = unlocked.transport_keys("default").unwrap();
     out.push(("stock default ENC".into(), t.keys.enc().expose_secret().to_vec()));
