@@ -111,7 +111,12 @@ async fn from_init_to_audit_verify() {
     assert_eq!(ran.code, 1);
     assert!(ran.stderr.contains("given twice"), "{}", ran.text());
 
-    // serve in the background.
+    // The administrator puts the profiles in DATA/profiles; serve in the
+    // background reads them there (and keeps the default RSA pool).
+    std::fs::create_dir(data.join("profiles")).unwrap();
+    for p in ["employee-badge.toml", "piv-escrow.toml"] {
+        std::fs::copy(profiles_dir().join(p), data.join("profiles").join(p)).unwrap();
+    }
     let args: Vec<String> = [
         "--data",
         &d(&data),
@@ -119,8 +124,6 @@ async fn from_init_to_audit_verify() {
         &d(&a),
         "--unlock",
         &d(&b),
-        "--profiles",
-        &profiles,
         "--listen",
         "127.0.0.1:0",
     ]
