@@ -14,6 +14,8 @@
 //! - [`jobs`]: jobs of records submitted from CSV.
 //! - [`service`]: the gRPC service (mutual TLS) stations talk to, and the
 //!   local admin socket.
+//! - [`recovery`]: at start, what a stopped keyserver left unfinished is
+//!   voided in the archive and the job store alike.
 //! - [`ports`]: the interfaces between these parts; [`script`] and
 //!   [`record`] the values that cross them.
 
@@ -26,5 +28,6 @@ pub mod keystore;
 pub mod ports;
 pub mod profile;
 pub mod record;
+pub mod recovery;
 pub mod script;
 pub mod service;

@@ -198,6 +198,13 @@ pub struct AuditError {
 pub trait AuditSink: Send + Sync {
     /// Appends an event durably.
     fn record(&self, event: AuditEvent) -> Result<(), AuditError>;
+
+    /// Appends events durably, in order; returns once all are durable. A
+    /// log with group commit makes them durable together (one wait, not
+    /// one per event). Stops at the first failure.
+    fn record_all(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        events.into_iter().try_for_each(|e| self.record(e))
+    }
 }
 
 /// Where issuance gets RSA-2048 key pairs: a pool of pre-generated keys
@@ -206,8 +213,9 @@ pub trait RsaKeySource: Send + Sync {
     fn rsa2048(&self) -> Result<rsa::RsaPrivateKey, KeyError>;
 }
 
-/// A card a station asks to personalize.
-#[derive(Clone, Debug)]
+/// A card a station asks to personalize. (Its `Debug` shows the record's
+/// field names only: the values hold secrets such as the PIN.)
+#[derive(Clone)]
 pub struct CardRequest {
     pub request_id: String,
     /// The station's name (from its TLS certificate).
@@ -220,6 +228,22 @@ pub struct CardRequest {
     /// The card stock the job's blank cards come from.
     pub stock: String,
     pub record: crate::record::Record,
+}
+
+impl std::fmt::Debug for CardRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardRequest")
+            .field("request_id", &self.request_id)
+            .field("station", &self.station)
+            .field("reader", &self.reader)
+            .field("atr", &hex::encode_upper(&self.atr))
+            .field("job", &self.job)
+            .field("profile", &self.profile)
+            .field("stock", &self.stock)
+            // Redacted by `Record`'s own Debug: names, no values.
+            .field("record", &self.record)
+            .finish()
+    }
 }
 
 /// Secrets the cardholder must receive, generated during issuance (random
@@ -279,4 +303,35 @@ pub trait CardEngine: Send + Sync {
     /// Starts a card: round trip 1's script, or an immediate end (e.g. an
     /// unknown profile).
     fn start(&self, request: CardRequest) -> Result<(Box<dyn CardSession>, crate::script::Script), Finished>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_card_request_shows_no_field_value() {
+        let request = CardRequest {
+            request_id: "req-1".into(),
+            station: "desk-1".into(),
+            reader: "sim 0".into(),
+            atr: vec![0x3B, 0x88],
+            job: "job-1".into(),
+            profile: "piv-escrow".into(),
+            stock: "default".into(),
+            record: crate::record::Record {
+                id: "r1".into(),
+                fields: [("pin".to_string(), "24681357".to_string())]
+                    .into_iter()
+                    .collect(),
+            },
+        };
+        for shown in [format!("{request:?}"), format!("{request:#?}")] {
+            assert!(!shown.contains("24681357"), "{shown}");
+            assert!(
+                shown.contains("pin") && shown.contains("req-1") && shown.contains("3B88"),
+                "{shown}"
+            );
+        }
+    }
 }

@@ -214,3 +214,35 @@ fn a_torn_last_line_is_reported() {
         r.problems
     );
 }
+
+#[test]
+fn events_recorded_together_keep_their_order_while_others_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, u) = unlocked(dir.path());
+    let sink = u.audit();
+    std::thread::scope(|s| {
+        // Another writer, single events, at the same time.
+        let other = s.spawn(|| {
+            for i in 0..100 {
+                sink.append(&event(10_000 + i)).unwrap();
+            }
+        });
+        for batch in 0..20 {
+            let events: Vec<AuditEvent> = (0..5).map(|i| event(batch * 5 + i)).collect();
+            sink.record_all(events).unwrap();
+        }
+        other.join().unwrap();
+    });
+    u.record_all(Vec::new()).unwrap();
+    let subjects: Vec<String> = lines(&log(&data))
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["action"] == "card.issue")
+        .map(|e| e["subject"].as_str().unwrap().to_string())
+        .filter(|s| s.as_str() < "00010000")
+        .collect();
+    let expected: Vec<String> = (0..100).map(|i| format!("{i:08}")).collect();
+    assert_eq!(subjects, expected);
+    let report = audit::verify(&DataDir::new(&data)).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

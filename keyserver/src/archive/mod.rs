@@ -134,6 +134,18 @@ pub enum ArchiveError {
     UnknownSerial(u32),
 }
 
+/// A card left without a known outcome ([`Archive::unfinished`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unfinished {
+    pub serial: u32,
+    pub uid: Uid,
+    pub job: Option<String>,
+    pub record: Option<String>,
+    /// Recorded `issued` in the manifest, but its record is still in flight
+    /// in the job store (else: sealed, no outcome).
+    pub issued: bool,
+}
+
 /// The name of a card's file in `vsc/`.
 pub fn file_name(serial: u32, uid: &Uid) -> String {
     format!("{serial:08}-{}.vsc", hex::encode(uid.as_bytes()))
@@ -218,6 +230,45 @@ impl Archive {
             fs::remove_file(&temp).map_err(io("removing", &temp))?;
         }
         fsio::sync_dir(&self.vsc_dir).map_err(io("syncing", &self.vsc_dir))
+    }
+
+    /// The cards whose outcome a stopped keyserver never told anyone: every
+    /// card sealed without a later `issued` or `void` entry (stopped between
+    /// seal and outcome), and every card recorded `issued` whose (job,
+    /// record) is in `unacknowledged` — the records the job store still has
+    /// in flight, so the station was never told the card is good. Call it
+    /// at start, before any card is issued; [`crate::recovery`] voids them.
+    pub fn unfinished(
+        &self,
+        unacknowledged: &HashSet<(String, String)>,
+    ) -> Result<Vec<Unfinished>, ArchiveError> {
+        let (cards, _) = cards_at(self.log.path())?;
+        Ok(cards
+            .into_iter()
+            .filter_map(|c| {
+                let last = c.status()?;
+                let pending = match (&c.job, &c.record) {
+                    (Some(j), Some(r)) => unacknowledged.contains(&(j.clone(), r.clone())),
+                    _ => false,
+                };
+                let issued = match last {
+                    ManifestEvent::Sealed => false,
+                    ManifestEvent::Issued if pending => true,
+                    _ => return None,
+                };
+                let uid = hex::decode(&c.uid)
+                    .ok()
+                    .and_then(|v| <[u8; 16]>::try_from(v).ok())
+                    .map(Uid::from_bytes)?;
+                Some(Unfinished {
+                    serial: c.serial,
+                    uid,
+                    job: c.job,
+                    record: c.record,
+                    issued,
+                })
+            })
+            .collect())
     }
 
     /// Where a card's master VSC is (or would be) archived.
@@ -587,7 +638,11 @@ impl CardHistory {
 /// Every card in the manifest, in the order they were sealed. Lines that
 /// are not entries are skipped and counted.
 pub fn cards(data: &DataDir) -> Result<(Vec<CardHistory>, usize), ArchiveError> {
-    let path = data.manifest();
+    cards_at(&data.manifest())
+}
+
+fn cards_at(path: &Path) -> Result<(Vec<CardHistory>, usize), ArchiveError> {
+    let path = path.to_path_buf();
     let text = match fs::read(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),

@@ -131,7 +131,7 @@ impl ChainSigner {
         })
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "leak-scan"))]
     pub(crate) fn secret_scalar_for_tests(&self) -> Vec<u8> {
         self.key.key().to_bytes().to_vec()
     }
@@ -513,6 +513,44 @@ where
     pub fn append_publishing(&self, body: B, publish: Publish) -> Result<Appended, ChainError> {
         let dir = fsio::parent_dir(&publish.temp);
         self.submit(body, Some(dir), Some(publish))
+    }
+
+    /// Appends `bodies` as the next entries, in order, and returns once all
+    /// are durable: they are queued together, so the committer usually
+    /// makes them durable with one fsync. Stops at the first refusal (the
+    /// entries queued before it may be durable).
+    pub fn append_all(&self, bodies: Vec<B>) -> Result<Vec<Appended>, ChainError> {
+        let closed = || ChainError::Append {
+            what: self.spec.what,
+            path: self.spec.path.clone(),
+            reason: "the log is closed".into(),
+        };
+        let tx = self.tx.as_ref().ok_or_else(closed)?;
+        let mut answers = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let (reply, answer) = mpsc::sync_channel(1);
+            tx.send(Request {
+                body,
+                sync_dir: None,
+                publish: None,
+                reply,
+            })
+            .map_err(|_| closed())?;
+            answers.push(answer);
+        }
+        answers
+            .into_iter()
+            .map(|answer| {
+                answer
+                    .recv()
+                    .map_err(|_| closed())?
+                    .map_err(|reason| ChainError::Append {
+                        what: self.spec.what,
+                        path: self.spec.path.clone(),
+                        reason,
+                    })
+            })
+            .collect()
     }
 
     fn submit(

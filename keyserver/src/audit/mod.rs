@@ -214,6 +214,20 @@ impl AuditSink for AuditLog {
             reason: e.to_string(),
         })
     }
+
+    /// One group commit for all of them.
+    fn record_all(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        let (action, subject) = (first.action.clone(), first.subject.clone());
+        let bodies = events.iter().map(AuditBody::from_event).collect();
+        self.log.append_all(bodies).map(|_| ()).map_err(|e| AuditError {
+            action,
+            subject,
+            reason: e.to_string(),
+        })
+    }
 }
 
 /// Records an event without a signature, while the keystore is locked (a

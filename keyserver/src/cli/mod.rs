@@ -37,8 +37,10 @@ pub enum Command {
 
     /// Unlock with the custodians' components and serve stations.
     #[command(
-        after_help = "Example:\n  keyserver serve --data /var/lib/cardsmith --listen 0.0.0.0:7443 --advertise ks.example:7443\n\n\
-        Without --unlock, each custodian is asked for a component on the terminal. Stations connect \
+        after_help = "Example:\n  keyserver serve --data /var/lib/cardsmith --listen 0.0.0.0:7443 --advertise ks.example:7443\n  \
+        keyserver serve --data /var/lib/cardsmith --unlock /media/c1/component --unlock /media/c2/component --profiles profiles\n\n\
+        Without --unlock, each custodian is asked for a component on the terminal. The profiles are read from \
+        DATA/profiles (put them there; `init` creates none) or from --profiles. Stations connect \
         with mutual TLS on --listen; `keyserver job`, `enroll-station` and `revoke-station` use the \
         admin socket DATA/admin.sock (mode 0600). When ready, one line `keyserver ready: …` is printed \
         on standard output. Logs are JSON lines when standard output is not a terminal (RUST_LOG \
@@ -105,9 +107,15 @@ pub struct ServeArgs {
     /// the terminal).
     #[arg(long = "unlock", value_name = "FILE")]
     pub unlock: Vec<PathBuf>,
-    /// The issuance profiles' directory (default: DATA/profiles).
+    /// The issuance profiles' directory (default: DATA/profiles). `init`
+    /// puts none there: the administrator copies the profiles in, or points
+    /// this at them.
     #[arg(long, value_name = "DIR")]
     pub profiles: Option<PathBuf>,
+    /// RSA-2048 keys to keep ready in the key pool, refilled in the
+    /// background (default: 64 when a profile escrows an RSA key, else 0).
+    #[arg(long = "rsa-pool", value_name = "N")]
+    pub rsa_pool: Option<usize>,
     /// The address written into station bundles, `host:port` (default: the
     /// --listen address; set it when listening on 0.0.0.0).
     #[arg(long, value_name = "HOST:PORT")]

@@ -1,8 +1,7 @@
-//! `keyserver serve`: unlock, open the stores, build the engine, serve
-//! stations (mutual TLS) and the admin socket until SIGINT/SIGTERM.
-//!
-//! Integration points with custody (`keystore`) and issuance (`issue`) are
-//! marked `MERGE:`; they are wired when those branches are merged.
+//! `keyserver serve`: load the profiles, unlock, open the audit log, the
+//! archive and the RSA key pool, build the engine, settle what a stopped
+//! keyserver left unfinished, then serve stations (mutual TLS) and the
+//! admin socket until SIGINT/SIGTERM.
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,13 +9,25 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::{CliResult, ServeArgs};
+use crate::archive::Archive;
+use crate::audit::AuditLog;
+use crate::issue::{Engine, IssueError};
 use crate::jobs::JobStore;
-use crate::ports::{AuditSink, CardEngine};
-use crate::service::{self, Authority, Limits, Parts, ServerConfig, StationRegistry};
+use crate::keystore::pool::{KeyPool, PoolConfig};
+use crate::keystore::{KeystoreError, Unlocked};
+use crate::ports::{AuditEvent, AuditOutcome, AuditSink};
+use crate::profile::{Algorithm, KeyPolicy, LoadError, Profile};
+use crate::recovery::{self, RecoveryError};
+use crate::service::{self, Limits, Parts, ServerConfig, StationRegistry};
 
 /// The sled database of the job store and the station registry, in the
 /// data directory.
 pub const SERVICE_DB: &str = "service.sled";
+
+/// RSA-2048 keys the pool keeps ready when a profile escrows an RSA key:
+/// at ~0.2 s a key, a minute of one core's work, enough for a burst of 64
+/// cards while the refill catches up.
+pub const DEFAULT_RSA_POOL: usize = 64;
 
 /// `keyserver serve` could not run.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +36,27 @@ pub enum ServeCliError {
     Listen(String),
     #[error("the data directory {0} does not exist or is not a directory (create it with `keyserver init`)")]
     NoData(PathBuf),
+    #[error(
+        "the profiles directory {0} does not exist: put the issuance profiles (*.toml) there, or pass \
+         --profiles DIR (e.g. --profiles profiles in a source checkout)"
+    )]
+    NoProfilesDir(PathBuf),
+    #[error(
+        "the profiles directory {0} holds no profile (*.toml): the keyserver would have nothing to issue"
+    )]
+    NoProfiles(PathBuf),
+    #[error("loading the issuance profiles: {0}")]
+    Profiles(#[source] LoadError),
+    #[error("unlocking the keystore: {0}")]
+    Unlock(#[source] KeystoreError),
+    #[error("opening {what}: {source}")]
+    Open {
+        what: &'static str,
+        #[source]
+        source: KeystoreError,
+    },
+    #[error("building the issuance engine: {0}")]
+    Engine(#[source] IssueError),
     #[error("opening the service database {path}: {source}")]
     Db {
         path: PathBuf,
@@ -35,8 +67,8 @@ pub enum ServeCliError {
     Jobs(#[from] crate::jobs::JobError),
     #[error("opening the station registry: {0}")]
     Stations(#[from] service::stations::StationError),
-    #[error("{0}")]
-    Integration(&'static str),
+    #[error("settling what the previous run left unfinished: {0}")]
+    Recovery(#[from] RecoveryError),
     #[error(transparent)]
     Serve(#[from] service::ServeError),
     #[error("starting the runtime: {0}")]
@@ -70,34 +102,97 @@ pub fn serve(args: ServeArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What custody and issuance provide the service.
-struct Unlocked {
-    authority: Arc<dyn Authority>,
-    audit: Arc<dyn AuditSink>,
-    records_key: vsc::secret::AesKey,
-    engine: Arc<dyn CardEngine>,
+/// What custody and issuance provide the service, and what must live as
+/// long as it.
+struct Wired {
+    unlocked: Arc<Unlocked>,
+    audit: Arc<AuditLog>,
+    archive: Arc<Archive>,
+    pool: Arc<KeyPool>,
+    engine: Arc<Engine>,
 }
 
-/// MERGE: custody and the engine.
-///
-/// ```text
-/// let unlocked = keystore::Unlocked::open(data, unlock_files_or_terminal)?;   // custody
-/// let audit = audit::Log::open(data, &unlocked)?;                             // audit
-/// let escrow = archive::Archive::open(data, &unlocked)?;                      // archive
-/// let profiles = profile::load_dir(profiles)?;                                // profiles
-/// let engine = issue::Engine::new(profiles, unlocked.clone(), escrow, audit.clone(), rsa_pool);
-/// Unlocked { authority: unlocked (implements service::Authority), audit,
-///            records_key: unlocked.records_key(), engine }
-/// ```
-fn unlock(_data: &Path, _unlock: &[PathBuf], _profiles: &Path) -> Result<Unlocked, ServeCliError> {
-    Err(ServeCliError::Integration(
-        "keyserver serve needs custody (keystore::Unlocked) and the issuance engine (issue::Engine), \
-         which are not merged into this build yet",
-    ))
+/// Loads the profiles (before anyone is asked for a component: a typo in a
+/// profile should not cost an unlock ceremony).
+fn load_profiles(dir: &Path) -> Result<Vec<Profile>, ServeCliError> {
+    if !dir.is_dir() {
+        return Err(ServeCliError::NoProfilesDir(dir.to_path_buf()));
+    }
+    let profiles = Profile::load_dir(dir).map_err(ServeCliError::Profiles)?;
+    if profiles.is_empty() {
+        return Err(ServeCliError::NoProfiles(dir.to_path_buf()));
+    }
+    Ok(profiles)
+}
+
+/// Whether any profile escrows an RSA key (which the pool provides).
+fn escrows_rsa(profiles: &[Profile]) -> bool {
+    profiles.iter().any(|p| {
+        p.slots
+            .iter()
+            .any(|s| s.algorithm == Algorithm::Rsa2048 && s.policy == KeyPolicy::Escrow)
+    })
+}
+
+/// Custody, the audit log, the archive, the RSA key pool and the engine.
+fn wire(
+    data: &Path,
+    unlock: &[PathBuf],
+    profiles: Vec<Profile>,
+    rsa_pool: Option<usize>,
+) -> Result<Wired, ServeCliError> {
+    let unlocked = if unlock.is_empty() {
+        Unlocked::from_prompt(data)
+    } else {
+        Unlocked::from_component_files(data, unlock)
+    }
+    .map_err(ServeCliError::Unlock)?;
+    let unlocked = Arc::new(unlocked);
+    let audit = unlocked.audit();
+    let archive = Arc::new(unlocked.open_archive().map_err(|source| ServeCliError::Open {
+        what: "the archive",
+        source,
+    })?);
+    let target = rsa_pool.unwrap_or(if escrows_rsa(&profiles) {
+        DEFAULT_RSA_POOL
+    } else {
+        0
+    });
+    let pool = Arc::new(
+        unlocked
+            .key_pool(PoolConfig { target })
+            .map_err(|source| ServeCliError::Open {
+                what: "the RSA key pool",
+                source,
+            })?,
+    );
+    tracing::info!(
+        target,
+        ready = pool.len(),
+        "RSA key pool open (refilled in the background; an empty pool generates on the spot)"
+    );
+    let ids: Vec<String> = profiles.iter().map(|p| p.id.clone()).collect();
+    let engine = Arc::new(
+        Engine::new(
+            profiles,
+            unlocked.clone(),
+            archive.clone(),
+            audit.clone(),
+            pool.clone(),
+        )
+        .map_err(ServeCliError::Engine)?,
+    );
+    tracing::info!(profiles = %ids.join(", "), "issuance engine ready");
+    Ok(Wired {
+        unlocked,
+        audit,
+        archive,
+        pool,
+        engine,
+    })
 }
 
 /// Opens the service's database: the job store and the station registry.
-/// MERGE: custody may hand over its sled database instead.
 fn open_stores(
     data: &Path,
     records_key: &vsc::secret::AesKey,
@@ -122,15 +217,35 @@ async fn run(args: ServeArgs) -> Result<(), ServeCliError> {
     if !data.is_dir() {
         return Err(ServeCliError::NoData(data));
     }
-    let profiles = args.profiles.clone().unwrap_or_else(|| data.join("profiles"));
-    let unlocked = unlock(&data, &args.unlock, &profiles)?;
-    let (jobs, stations) = open_stores(&data, &unlocked.records_key)?;
-    drop(unlocked.records_key);
+    let profiles_dir = args.profiles.clone().unwrap_or_else(|| data.join("profiles"));
+    let profiles = load_profiles(&profiles_dir)?;
+    // Unlocking reads the terminal and fsyncs: off the async threads.
+    let (d, unlock, pool) = (data.clone(), args.unlock.clone(), args.rsa_pool);
+    let wired = tokio::task::spawn_blocking(move || wire(&d, &unlock, profiles, pool))
+        .await
+        .map_err(|e| service::ServeError::Task(e.to_string()))??;
+    let (jobs, stations) = open_stores(&data, wired.unlocked.records_key())?;
+    let jobs = Arc::new(jobs);
+
+    // What a stopped keyserver left unfinished: void in the archive and
+    // the job store alike, audited.
+    let (a, j, l) = (wired.archive.clone(), jobs.clone(), wired.audit.clone());
+    let recovered = tokio::task::spawn_blocking(move || recovery::after_restart(&a, &j, l.as_ref()))
+        .await
+        .map_err(|e| service::ServeError::Task(e.to_string()))??;
+    if !recovered.cards.is_empty() || !recovered.requests.is_empty() {
+        tracing::warn!(
+            cards = recovered.cards.len(),
+            requests = recovered.requests.len(),
+            "the previous run stopped mid-card: those cards are void and their records queued again"
+        );
+    }
+
     let parts = Parts {
-        engine: unlocked.engine,
-        authority: unlocked.authority,
-        audit: unlocked.audit,
-        jobs: Arc::new(jobs),
+        engine: wired.engine.clone(),
+        authority: wired.unlocked.clone(),
+        audit: wired.audit.clone(),
+        jobs,
         stations: Arc::new(stations),
     };
     let config = ServerConfig {
@@ -140,6 +255,16 @@ async fn run(args: ServeArgs) -> Result<(), ServeCliError> {
         limits: Limits::default(),
     };
     let server = service::start(config, parts).await?;
+    lifecycle(
+        &wired.audit,
+        "keyserver.start",
+        format!(
+            "listening on {}, profiles {}, {} RSA keys ready",
+            server.local_addr(),
+            crate::ports::CardEngine::profiles(wired.engine.as_ref()).join(", "),
+            wired.pool.len()
+        ),
+    );
     println!(
         "keyserver ready: listening on {} (stations, mutual TLS); admin socket {}",
         server.local_addr(),
@@ -150,10 +275,34 @@ async fn run(args: ServeArgs) -> Result<(), ServeCliError> {
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(ServeCliError::Signals)?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
-        _ = term.recv() => tracing::info!("SIGTERM"),
-    }
-    server.shutdown().await?;
+    let signal = tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    tracing::info!(
+        signal,
+        "stopping: cards in personalization are void, their records queued again"
+    );
+    let stopped = server.shutdown().await;
+    lifecycle(&wired.audit, "keyserver.stop", format!("on {signal}"));
+    // The engine, then the pool (its refill thread finishes the key it is
+    // generating), the archive and the audit log close as they drop.
+    drop(wired);
+    stopped?;
+    tracing::info!("keyserver stopped cleanly");
     Ok(())
+}
+
+/// Audits the keyserver's start or stop; a failure is logged.
+fn lifecycle(audit: &AuditLog, action: &str, detail: String) {
+    let event = AuditEvent {
+        actor: "keyserver".into(),
+        action: action.into(),
+        subject: "keyserver".into(),
+        outcome: AuditOutcome::Ok,
+        detail,
+    };
+    if let Err(e) = audit.record(event) {
+        tracing::error!(error = %e, action, "could not be audited");
+    }
 }

@@ -2,7 +2,12 @@
 //! compiled from the profile, the record and the card's keys. The master
 //! VSC is built by running this list against a software card; the real card
 //! gets the same list wrapped in its SCP03 session. So master and card are
-//! equal by construction.
+//! equal by construction — with one exception: the escrowed keys. The card
+//! gets them with IMPORT ASYMMETRIC KEY; the master VSC, where they were
+//! generated, gets the same keys as secret key entries
+//! ([`Personalization::master_keys`], origin "generated on the master"),
+//! without IMPORT repeating the pairwise check the engine made when it
+//! generated them.
 
 use time::OffsetDateTime;
 use vsc::card::fs::fcp::{create_df_data, create_ef_data};
@@ -45,8 +50,30 @@ const FASC_N: [u8; 25] = [
 pub(crate) enum Target {
     /// The master VSC and the card.
     Both,
-    /// The card only (GENERATE: the key never exists anywhere else).
+    /// The card only: GENERATE (the key never exists anywhere else) and
+    /// IMPORT of an escrowed key (the master VSC gets it as a key entry).
     CardOnly,
+}
+
+/// An escrowed key as the master VSC keeps it.
+pub(crate) struct MasterKey {
+    pub slot: u8,
+    pub algorithm: Algorithm,
+    /// PKCS#8 DER.
+    pub pkcs8: SecretBytes,
+    /// The profile's PIN policy, as IMPORT gives it to the card.
+    pub pin_policy: Option<vsc::file::PinPolicy>,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "MasterKey(slot {:02X}, {}, [REDACTED])",
+            self.slot,
+            self.algorithm.name()
+        )
+    }
 }
 
 /// What a response must carry besides its status word (checked on the
@@ -85,6 +112,9 @@ pub(crate) struct Personalization {
     pub generate: Vec<PersoCommand>,
     /// Key rotation and SECURED, last.
     pub finish: Vec<PersoCommand>,
+    /// The escrowed keys the card gets by IMPORT, for the master VSC's
+    /// secret key area.
+    pub master_keys: Vec<MasterKey>,
 }
 
 impl Personalization {
@@ -383,6 +413,7 @@ pub(crate) fn compile(inputs: &CardInputs<'_>) -> Result<Personalization, String
             MAX_SHORT_NE,
         )?,
     ));
+    let mut master_keys = Vec::with_capacity(inputs.escrowed.len());
     for key in inputs.escrowed {
         let spec = profile
             .slots
@@ -399,7 +430,14 @@ pub(crate) fn compile(inputs: &CardInputs<'_>) -> Result<Personalization, String
         if key.algorithm == Algorithm::Rsa2048 {
             s.timeout_ms = TIMEOUT_IMPORT_RSA_MS;
         }
+        s.target = Target::CardOnly;
         main.push(s);
+        master_keys.push(MasterKey {
+            slot: key.slot,
+            algorithm: key.algorithm,
+            pkcs8: key.key.pkcs8()?,
+            pin_policy: spec.pin_policy,
+        });
         main.push(put_certificate(key.slot, &key.certificate)?);
     }
     if profile.chuid {
@@ -453,6 +491,7 @@ pub(crate) fn compile(inputs: &CardInputs<'_>) -> Result<Personalization, String
         main,
         generate,
         finish,
+        master_keys,
     })
 }
 

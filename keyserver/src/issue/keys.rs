@@ -1,16 +1,24 @@
 //! Card key pairs: generated for escrow (P-256 here, RSA-2048 from the
 //! [`RsaKeySource`]), checked pairwise, turned into IMPORT ASYMMETRIC KEY
-//! commands; public keys read back from GENERATE; certificates as PIV
-//! objects.
+//! commands and the master VSC's key entries; public keys read back from
+//! GENERATE; certificates as PIV objects.
+//!
+//! P-256 key pairs are generated and checked with ring (its P-256 is
+//! several times faster than the `p256` crate's, which issuance felt: four
+//! keys a badge); the scalar that is imported, the PKCS#8 document the
+//! master VSC keeps and the public point the certificate carries are the
+//! ones the pairwise check used.
 
-use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
-use p256::ecdsa::{Signature, SigningKey};
 use rand::{CryptoRng, RngCore};
+use ring::signature::{
+    EcdsaKeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING,
+};
 use rsa::pkcs8::EncodePublicKey;
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
 use rsa::{BigUint, Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
 use vsc::codec::{CommandApdu, Instruction, Tlv, TlvRef};
 use vsc::file::PinPolicy;
+use vsc::secret::SecretBytes;
 use vsc::tag;
 use zeroize::Zeroizing;
 
@@ -22,10 +30,57 @@ const RSA_BYTES: usize = 256;
 const RSA_HALF: usize = RSA_BYTES / 2;
 const RSA_EXPONENT: u32 = 65_537;
 
+/// The DER of a PKCS#8 AlgorithmIdentifier for P-256: id-ecPublicKey,
+/// prime256v1.
+const P256_ALGORITHM_ID: [u8; 21] = [
+    0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01, 0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE,
+    0x3D, 0x03, 0x01, 0x07,
+];
+
 /// An escrowed key pair's private half. Both kinds zeroize on drop.
 pub(crate) enum PrivateKey {
-    P256(p256::SecretKey),
+    /// The scalar (IMPORT) and the PKCS#8 document it came from (the master
+    /// VSC's secret key area).
+    P256 {
+        key: p256::SecretKey,
+        pkcs8: SecretBytes,
+    },
     Rsa2048(Box<RsaPrivateKey>),
+}
+
+/// The private scalar and the public point of a P-256 PKCS#8 document
+/// (RFC 5958 around an RFC 5915 ECPrivateKey with its public key).
+fn p256_parts(pkcs8: &[u8]) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), String> {
+    let bad = |what: &str| format!("the generated P-256 key's PKCS#8 document: {what}");
+    let info = TlvRef::parse_single(pkcs8).map_err(|_| bad("not one DER object"))?;
+    let parts = info.children().map_err(|_| bad("not a SEQUENCE"))?;
+    let (Some(alg), Some(inner)) = (parts.get(1), parts.get(2)) else {
+        return Err(bad("too few fields"));
+    };
+    let mut alg_der = Vec::new();
+    Tlv::new(alg.tag, alg.value.to_vec()).write(&mut alg_der);
+    if alg_der != P256_ALGORITHM_ID || inner.tag.raw() != 0x04 {
+        return Err(bad("not an id-ecPublicKey prime256v1 key"));
+    }
+    let ec = TlvRef::parse_single(inner.value).map_err(|_| bad("no ECPrivateKey"))?;
+    let fields = ec
+        .children()
+        .map_err(|_| bad("the ECPrivateKey is not a SEQUENCE"))?;
+    let scalar = fields
+        .iter()
+        .find(|f| f.tag.raw() == 0x04)
+        .map(|f| f.value)
+        .filter(|d| d.len() == 32)
+        .ok_or_else(|| bad("no 32-byte private key"))?;
+    let public = fields
+        .iter()
+        .find(|f| f.tag.raw() == 0xA1)
+        .and_then(|f| TlvRef::parse_single(f.value).ok())
+        .filter(|b| b.tag.raw() == 0x03)
+        .and_then(|b| b.value.strip_prefix(&[0x00]))
+        .filter(|p| p.len() == 65 && p.first() == Some(&0x04))
+        .ok_or_else(|| bad("no uncompressed public point"))?;
+    Ok((Zeroizing::new(scalar.to_vec()), public.to_vec()))
 }
 
 impl PrivateKey {
@@ -44,13 +99,30 @@ impl PrivateKey {
         let encoding = |_| "encoding the public key failed".to_string();
         match algorithm {
             Algorithm::P256 => {
-                let key = p256::SecretKey::random(rng);
-                let signer = SigningKey::from(&key);
-                let sig: Signature = signer.sign_prehash(&digest).map_err(|_| inconsistent())?;
-                let public = signer.verifying_key();
-                public.verify_prehash(&digest, &sig).map_err(|_| inconsistent())?;
-                let spki = public.to_public_key_der().map_err(encoding)?;
-                Ok((PrivateKey::P256(key), spki.as_bytes().to_vec()))
+                let system = ring::rand::SystemRandom::new();
+                let alg = &ECDSA_P256_SHA256_FIXED_SIGNING;
+                let generated = EcdsaKeyPair::generate_pkcs8(alg, &system)
+                    .map_err(|_| "generating a P-256 key pair failed".to_string())?;
+                // ring's document and key pair are not zeroized when they
+                // go (ring has no zeroize); our copies are.
+                let pkcs8 = SecretBytes::from_slice(generated.as_ref());
+                let (scalar, point) = p256_parts(pkcs8.expose_secret())?;
+                // ring rebuilds the pair from the very scalar that will be
+                // imported and the point the certificate will carry (and
+                // refuses them if they do not belong together); then a
+                // random message is signed and verified.
+                let pair = EcdsaKeyPair::from_private_key_and_public_key(alg, &scalar, &point, &system)
+                    .map_err(|_| inconsistent())?;
+                let sig = pair.sign(&system, &digest).map_err(|_| inconsistent())?;
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
+                    .verify(&digest, sig.as_ref())
+                    .map_err(|_| inconsistent())?;
+                let key = p256::SecretKey::from_slice(&scalar).map_err(|_| inconsistent())?;
+                let spki = p256::PublicKey::from_sec1_bytes(&point)
+                    .map_err(|_| inconsistent())?
+                    .to_public_key_der()
+                    .map_err(encoding)?;
+                Ok((PrivateKey::P256 { key, pkcs8 }, spki.as_bytes().to_vec()))
             }
             Algorithm::Rsa2048 => {
                 let mut k = rsa.rsa2048().map_err(|e| e.to_string())?;
@@ -89,8 +161,8 @@ impl PrivateKey {
     ) -> Result<CommandApdu, String> {
         let mut data = Zeroizing::new(Vec::with_capacity(700));
         let algorithm = match self {
-            PrivateKey::P256(k) => {
-                let d = Zeroizing::new(k.to_bytes().to_vec());
+            PrivateKey::P256 { key, .. } => {
+                let d = Zeroizing::new(key.to_bytes().to_vec());
                 write_secret_tlv(0x06, &d, &mut data);
                 Algorithm::P256
             }
@@ -117,6 +189,21 @@ impl PrivateKey {
         CommandApdu::new(0x00, Instruction::ImportAsymmetricKey, algorithm.piv_id(), slot)
             .with_data(data.to_vec())
             .map_err(|e| format!("IMPORT ASYMMETRIC KEY does not encode: {e}"))
+    }
+}
+
+impl PrivateKey {
+    /// The key as PKCS#8 DER, as the master VSC's secret key area keeps it.
+    pub(crate) fn pkcs8(&self) -> Result<SecretBytes, String> {
+        match self {
+            PrivateKey::P256 { pkcs8, .. } => Ok(pkcs8.clone()),
+            PrivateKey::Rsa2048(k) => {
+                use rsa::pkcs8::EncodePrivateKey;
+                k.to_pkcs8_der()
+                    .map(|d| SecretBytes::from_slice(d.as_bytes()))
+                    .map_err(|_| "encoding the RSA key as PKCS#8 failed".to_string())
+            }
+        }
     }
 }
 
@@ -203,8 +290,8 @@ mod tests {
         use p256::elliptic_curve::sec1::ToEncodedPoint;
         let mut out = Vec::new();
         match key {
-            PrivateKey::P256(k) => {
-                let point = k.public_key().to_encoded_point(false);
+            PrivateKey::P256 { key, .. } => {
+                let point = key.public_key().to_encoded_point(false);
                 Tlv::new(tag!(0x86), point.as_bytes().to_vec()).write(&mut out);
             }
             PrivateKey::Rsa2048(k) => {
@@ -226,6 +313,46 @@ mod tests {
         assert_eq!(spki_from_generate(&gen, Algorithm::P256).unwrap(), spki);
         assert!(spki_from_generate(&gen, Algorithm::Rsa2048).is_err());
         assert!(spki_from_generate(&gen[..gen.len() - 1], Algorithm::P256).is_err());
+    }
+
+    #[test]
+    fn p256_keys_are_one_key_in_all_three_forms() {
+        use p256::pkcs8::DecodePrivateKey;
+        for _ in 0..8 {
+            let (k, spki) = PrivateKey::generate(Algorithm::P256, &NoRsa, &mut OsRng).unwrap();
+            let PrivateKey::P256 { key, pkcs8 } = &k else {
+                panic!("not a P-256 key")
+            };
+            // The PKCS#8 the master keeps is the imported scalar's, and the
+            // SPKI the certificate gets is its public key.
+            let from_pkcs8 = p256::SecretKey::from_pkcs8_der(pkcs8.expose_secret()).unwrap();
+            assert_eq!(from_pkcs8.to_bytes(), key.to_bytes());
+            assert_eq!(
+                key.public_key().to_public_key_der().unwrap().as_bytes(),
+                spki.as_slice()
+            );
+            assert_eq!(k.pkcs8().unwrap().expose_secret(), pkcs8.expose_secret());
+        }
+    }
+
+    #[test]
+    fn p256_pkcs8_parts_refuse_what_is_not_a_p256_key() {
+        let good = ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        assert!(p256_parts(good.as_ref()).is_ok());
+        let mut other_curve = good.as_ref().to_vec();
+        let at = other_curve
+            .windows(P256_ALGORITHM_ID.len())
+            .position(|w| w == P256_ALGORITHM_ID)
+            .unwrap();
+        other_curve[at + P256_ALGORITHM_ID.len() - 1] ^= 1;
+        assert!(p256_parts(&other_curve).is_err());
+        for cut in [0, 10, good.as_ref().len() - 1] {
+            assert!(p256_parts(&good.as_ref()[..cut]).is_err());
+        }
     }
 
     #[test]

@@ -2,19 +2,26 @@
 //! identity and the stock's transport keys, personalized with the same
 //! plain commands as the chip (through its own in-process SCP03 session at
 //! level 33). Every command must answer its expected status word, or the
-//! card is void before anything leaves the keyserver.
+//! card is void before anything leaves the keyserver. The escrowed keys,
+//! generated (and pairwise-checked) by the engine for this master, go into
+//! its secret key area as entries of origin "generated on the master"; the
+//! card gets them by IMPORT.
 
 use rand::rngs::OsRng;
 use rand::RngCore;
 use vsc::card::blank::BlankSpec;
 use vsc::card::{CardIdentity, SoftCard, ISD_AID};
 use vsc::codec::{CommandApdu, ResponseApdu};
-use vsc::file::{Origin, Protector, Vsc};
+use vsc::file::{
+    KeyAlgorithm, KeyAttributes, KeyOrigin, KeyRef, Origin, PinPolicy, Protector, SecretKeyEntry,
+    TouchPolicy, Vsc,
+};
 use vsc::scp03::{HostSession, InitializeUpdate, InitializeUpdateResponse, SecurityLevel};
 use vsc::transport::SmartCard;
 
 use super::compile::Personalization;
 use crate::ports::KeySet;
+use crate::profile::Algorithm;
 
 fn send(card: &mut SoftCard, c: &CommandApdu) -> Result<ResponseApdu, String> {
     ResponseApdu::parse(&card.process_apdu(&c.to_bytes()))
@@ -82,5 +89,29 @@ pub(crate) fn build(
     }
     host.end();
     card.power_off();
-    Ok(card.into_vsc())
+    let mut vsc = card.into_vsc();
+    for k in &perso.master_keys {
+        let algorithm = match k.algorithm {
+            Algorithm::P256 => KeyAlgorithm::EccP256,
+            Algorithm::Rsa2048 => KeyAlgorithm::Rsa2048,
+        };
+        let entry = SecretKeyEntry::new(
+            KeyRef::PivSlot(k.slot),
+            algorithm,
+            k.pkcs8.clone(),
+            KeyAttributes {
+                origin: KeyOrigin::GeneratedOnMaster,
+                pin_policy: k.pin_policy.unwrap_or(PinPolicy::Default),
+                touch_policy: TouchPolicy::Default,
+            },
+        )
+        .map_err(|e| format!("the master VSC's key entry for slot {:02X}: {e}", k.slot))?;
+        if vsc.put_secret_key(entry).is_some() {
+            return Err(format!(
+                "the master VSC already held a key in slot {:02X}",
+                k.slot
+            ));
+        }
+    }
+    Ok(vsc)
 }

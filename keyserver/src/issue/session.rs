@@ -248,15 +248,27 @@ impl Session {
         }
     }
 
+    fn event(&self, actor: &str, action: &str, outcome: AuditOutcome, detail: String) -> AuditEvent {
+        AuditEvent {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            subject: self.subject(),
+            outcome,
+            detail,
+        }
+    }
+
     fn audit(&self, actor: &str, action: &str, outcome: AuditOutcome, detail: String) -> Result<(), String> {
         self.inner
-            .audit(AuditEvent {
-                actor: actor.to_string(),
-                action: action.to_string(),
-                subject: self.subject(),
-                outcome,
-                detail,
-            })
+            .audit(self.event(actor, action, outcome, detail))
+            .map_err(|e| format!("the audit log: {e}"))
+    }
+
+    /// Records events together (one durable wait for all of them).
+    fn audit_all(&self, events: Vec<AuditEvent>) -> Result<(), String> {
+        self.inner
+            .audit
+            .record_all(events)
             .map_err(|e| format!("the audit log: {e}"))
     }
 
@@ -482,14 +494,24 @@ impl Session {
         let profile = self.profile.clone();
         let record = &self.request.record;
         let serial = identity.serial();
-        for slot in profile.escrow_overrides() {
-            self.audit(
-                "keyserver",
-                "profile.escrow-override",
-                AuditOutcome::Ok,
-                format!("applied to card {serial:08}: {}", override_detail(&profile, slot)),
-            )?;
-        }
+        // The escrow overrides applied and the keys generated are audited
+        // together before anything else happens to the card (one durable
+        // wait instead of one per event), whatever the outcome.
+        let mut events: Vec<AuditEvent> = profile
+            .escrow_overrides()
+            .map(|slot| {
+                self.event(
+                    "keyserver",
+                    "profile.escrow-override",
+                    AuditOutcome::Ok,
+                    format!("applied to card {serial:08}: {}", override_detail(&profile, slot)),
+                )
+            })
+            .collect();
+        let prepared = self.keys_and_certificates(&profile, &mut events);
+        let audited = self.audit_all(events);
+        let (escrowed, now) = prepared?;
+        audited?;
         let card_keys = inner
             .keys
             .card_keys(&identity.kdd())
@@ -498,7 +520,6 @@ impl Session {
             .keys
             .management_key(serial)
             .map_err(|e| format!("deriving the card's management key: {e}"))?;
-        let now = OffsetDateTime::now_utc();
         let secret = |s: &SecretSource| match s {
             SecretSource::Random { digits } => (random_digits(*digits), true),
             SecretSource::Field(f) => (
@@ -508,30 +529,6 @@ impl Session {
         };
         let (pin, pin_random) = secret(&profile.pin);
         let (puk, puk_random) = secret(&profile.puk);
-
-        // Escrowed key pairs and their certificates.
-        let mut escrowed = Vec::new();
-        for slot in profile.slots.iter().filter(|s| s.policy == KeyPolicy::Escrow) {
-            let t = Instant::now();
-            let (key, spki) = PrivateKey::generate(slot.algorithm, inner.rsa.as_ref(), &mut OsRng)
-                .map_err(|e| format!("generating the key of slot {:02X}: {e}", slot.slot))?;
-            Timings::add(&inner.timings.keys, t);
-            let t = Instant::now();
-            let request = certificate_request(&slot.certificate, record, spki, now);
-            let certificate = inner
-                .keys
-                .issuer()
-                .issue(&request)
-                .map_err(|e| format!("certifying the key of slot {:02X}: {e}", slot.slot))?;
-            Timings::add(&inner.timings.certificates, t);
-            self.audit_key(slot)?;
-            escrowed.push(EscrowedKey {
-                slot: slot.slot,
-                algorithm: slot.algorithm,
-                key,
-                certificate,
-            });
-        }
 
         // One list of plain commands, for the master VSC and the card.
         let t = Instant::now();
@@ -603,7 +600,9 @@ impl Session {
             main,
             generate,
             finish,
+            master_keys,
         } = perso;
+        drop(master_keys);
         self.wrap(&main, &mut script, &mut steps)?;
         let rest = if generate.is_empty() {
             self.wrap(&finish, &mut script, &mut steps)?;
@@ -622,8 +621,49 @@ impl Session {
         Ok(script)
     }
 
+    /// The escrowed key pairs and their certificates; an audit event for
+    /// each key generated goes to `events`.
+    fn keys_and_certificates(
+        &self,
+        profile: &Profile,
+        events: &mut Vec<AuditEvent>,
+    ) -> Result<(Vec<EscrowedKey>, OffsetDateTime), String> {
+        let inner = &self.inner;
+        let record = &self.request.record;
+        let now = OffsetDateTime::now_utc();
+        let mut escrowed = Vec::new();
+        for slot in profile.slots.iter().filter(|s| s.policy == KeyPolicy::Escrow) {
+            let t = Instant::now();
+            let (key, spki) = PrivateKey::generate(slot.algorithm, inner.rsa.as_ref(), &mut OsRng)
+                .map_err(|e| format!("generating the key of slot {:02X}: {e}", slot.slot))?;
+            Timings::add(&inner.timings.keys, t);
+            events.push(self.key_event(slot));
+            let t = Instant::now();
+            let request = certificate_request(&slot.certificate, record, spki, now);
+            let certificate = inner
+                .keys
+                .issuer()
+                .issue(&request)
+                .map_err(|e| format!("certifying the key of slot {:02X}: {e}", slot.slot))?;
+            Timings::add(&inner.timings.certificates, t);
+            escrowed.push(EscrowedKey {
+                slot: slot.slot,
+                algorithm: slot.algorithm,
+                key,
+                certificate,
+            });
+        }
+        Ok((escrowed, now))
+    }
+
     fn audit_key(&self, slot: &SlotSpec) -> Result<(), String> {
-        self.audit(
+        self.inner
+            .audit(self.key_event(slot))
+            .map_err(|e| format!("the audit log: {e}"))
+    }
+
+    fn key_event(&self, slot: &SlotSpec) -> AuditEvent {
+        self.event(
             "keyserver",
             "key.generate",
             AuditOutcome::Ok,

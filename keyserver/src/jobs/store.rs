@@ -829,6 +829,12 @@ impl JobStore {
         Ok(out)
     }
 
+    /// Every request in flight now (at start: what a stopped keyserver left).
+    pub fn in_flight_requests(&self) -> Result<Vec<StaleRequest>, JobError> {
+        let _guard = self.lock();
+        Ok(self.in_flight()?.into_iter().map(|(r, _)| r).collect())
+    }
+
     /// Voids every request in flight with `reason` and queues its record
     /// again: at start, for what a crashed keyserver left behind.
     pub fn void_in_flight(&self, reason: &str) -> Result<Vec<StaleRequest>, JobError> {

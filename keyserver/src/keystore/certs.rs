@@ -229,7 +229,7 @@ impl Ca {
         &self.cert_der
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "leak-scan"))]
     pub(crate) fn signer_key(&self) -> &SigningKey {
         self.issuer.key().key()
     }

@@ -594,9 +594,11 @@ impl Unlocked {
     }
 
     /// Every key's bytes this keystore holds, for tests that scan files and
-    /// logs for leaks.
-    #[cfg(test)]
-    pub(crate) fn all_key_material(&self) -> Vec<(String, Vec<u8>)> {
+    /// logs for leaks. Only in the crate's own tests and with the
+    /// `leak-scan` feature (which the integration tests turn on); a build
+    /// that serves never has it.
+    #[cfg(any(test, feature = "leak-scan"))]
+    pub fn all_key_material(&self) -> Vec<(String, Vec<u8>)> {
         use p256::elliptic_curve::PrimeField;
         let mut v = vec![
             ("root".to_string(), self.root.expose_secret().to_vec()),
@@ -653,5 +655,43 @@ impl IssuerKeys for Unlocked {
 impl AuditSink for Unlocked {
     fn record(&self, event: AuditEvent) -> Result<(), crate::ports::AuditError> {
         self.audit.record(event)
+    }
+
+    fn record_all(&self, events: Vec<AuditEvent>) -> Result<(), crate::ports::AuditError> {
+        self.audit.record_all(events)
+    }
+}
+
+/// The service's TLS: the keyserver's server identity, the enrollment CA
+/// that certifies stations, and new station identities from it.
+impl crate::service::Authority for Unlocked {
+    fn server_identity(&self) -> Result<crate::service::ServerIdentity, crate::service::AuthorityError> {
+        let id = Unlocked::server_identity(self)
+            .map_err(|e| crate::service::AuthorityError::Server(e.to_string()))?;
+        Ok(crate::service::ServerIdentity {
+            cert_pem: id.cert_pem,
+            key_pem: id.key_pem,
+        })
+    }
+
+    fn client_ca_pem(&self) -> Result<String, crate::service::AuthorityError> {
+        Ok(self.enrollment_ca_pem().to_string())
+    }
+
+    fn issue_station_identity(
+        &self,
+        name: &str,
+    ) -> Result<crate::service::StationIdentity, crate::service::AuthorityError> {
+        let id = Unlocked::issue_station_identity(self, name).map_err(|e| {
+            crate::service::AuthorityError::Station {
+                station: name.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(crate::service::StationIdentity {
+            cert_pem: id.cert_pem,
+            key_pem: id.key_pem,
+            ca_pem: id.ca_pem,
+        })
     }
 }

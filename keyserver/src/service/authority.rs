@@ -1,9 +1,10 @@
 //! What the service needs from custody that is not a port yet: the
 //! keyserver's TLS identity and the enrollment CA that certifies stations.
 //!
-//! Custody's `keystore::Unlocked` implements [`Authority`] at the merge
-//! (`issue_station_identity`, the server's certificate and key, the CA for
-//! client verification); the tests use a stand-in CA made with rcgen.
+//! Custody's [`keystore::Unlocked`](crate::keystore::Unlocked) implements
+//! [`Authority`] (`issue_station_identity`, the server's certificate and
+//! key, the enrollment CA for client verification); the service's unit
+//! tests use a stand-in CA made with rcgen.
 
 use vsc::secret::SecretBytes;
 

@@ -227,6 +227,12 @@ fn bind_admin_socket(path: &Path) -> Result<(tokio::net::UnixListener, u32), Ser
 
 /// Starts the service: voids what a previous run left in flight, listens
 /// for stations (mutual TLS) and on the admin socket.
+///
+/// With a real archive, settle it first with
+/// [`recovery::after_restart`](crate::recovery::after_restart), as
+/// `keyserver serve` does: it voids the cards sealed without an outcome and
+/// the requests left in flight together, so that the manifest and the job
+/// store agree; what is left in flight here is then nothing.
 pub async fn start(config: ServerConfig, parts: Parts) -> Result<RunningServer, ServeError> {
     // What a crashed (or stopped) keyserver left in flight is void.
     let jobs = parts.jobs.clone();

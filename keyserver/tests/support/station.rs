@@ -253,13 +253,19 @@ impl TestStation {
 
     /// Sends a PersoRequest on the control stream.
     pub async fn request(&self, request_id: &str, job: &str) {
+        self.request_atr(request_id, job, vec![0x3B, 0x88, 0x80, 0x01])
+            .await
+    }
+
+    /// Sends a PersoRequest with the card's own ATR.
+    pub async fn request_atr(&self, request_id: &str, job: &str, atr: Vec<u8>) {
         self.control
             .send(pb::StationEvent {
                 event: Some(pb::station_event::Event::PersoRequest(pb::PersoRequest {
                     request_id: request_id.to_string(),
                     reader: "sim 0".into(),
                     protocol: 2,
-                    atr: vec![0x3B, 0x88, 0x80, 0x01],
+                    atr,
                     job: job.to_string(),
                 })),
             })
@@ -291,6 +297,17 @@ impl TestStation {
         request_id: &str,
         card: &mut (dyn CardTransport + Send),
     ) -> Result<(pb::PersoDone, u32), Status> {
+        self.personalize_with(request_id, card, |_, _| {}).await
+    }
+
+    /// [`Self::personalize`], with `tamper(round trip, reply)` applied to
+    /// each reply before it goes up (a faulty or malicious station).
+    pub async fn personalize_with(
+        &self,
+        request_id: &str,
+        card: &mut (dyn CardTransport + Send),
+        mut tamper: impl FnMut(u32, &mut pb::Reply) + Send,
+    ) -> Result<(pb::PersoDone, u32), Status> {
         let (tx, rx) = mpsc::channel(4);
         tx.send(pb::PersoUp {
             msg: Some(open_msg(request_id)),
@@ -314,7 +331,8 @@ impl TestStation {
                 }) => {
                     scripts += 1;
                     assert_eq!(script.round_trip, scripts, "round trips are numbered 1, 2, …");
-                    let reply = run_script(card, &script);
+                    let mut reply = run_script(card, &script);
+                    tamper(scripts, &mut reply);
                     tx.send(pb::PersoUp {
                         msg: Some(pb::perso_up::Msg::Reply(reply)),
                     })
@@ -339,6 +357,25 @@ impl TestStation {
     ) -> Result<CardRun, Status> {
         self.request(request_id, job).await;
         let (done, round_trips) = self.personalize(request_id, card).await?;
+        let result = self.result(request_id).await;
+        Ok(CardRun {
+            done,
+            result,
+            round_trips,
+        })
+    }
+
+    /// [`Self::issue`] with a tampering station (see
+    /// [`Self::personalize_with`]).
+    pub async fn issue_with(
+        &self,
+        request_id: &str,
+        job: &str,
+        card: &mut (dyn CardTransport + Send),
+        tamper: impl FnMut(u32, &mut pb::Reply) + Send,
+    ) -> Result<CardRun, Status> {
+        self.request_atr(request_id, job, card.atr()).await;
+        let (done, round_trips) = self.personalize_with(request_id, card, tamper).await?;
         let result = self.result(request_id).await;
         Ok(CardRun {
             done,
