@@ -211,6 +211,7 @@ async fn a_malformed_perso_request_gets_a_failed_result() {
         protocol: 2,
         atr: vec![0x3B; 80],
         job: "batch".into(),
+        resume: false,
     }))
     .await;
     let r = st.result("req-1").await;
@@ -221,6 +222,7 @@ async fn a_malformed_perso_request_gets_a_failed_result() {
         protocol: 2,
         atr: vec![],
         job: "batch".into(),
+        resume: false,
     }))
     .await;
     let r = st.result("bad\u{0}id").await;

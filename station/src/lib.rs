@@ -23,11 +23,17 @@
 //! - Releasing a binned PC/SC card disconnects it with power off: no
 //!   secure channel stays open, and `vsc feeder` bins it by its state.
 //! - A lost card (removed, no answer in time, reader failure) is reported
-//!   to the keyserver as `card_removed`: the protocol has no other word.
+//!   to the keyserver with `card_removed` and the reason
+//!   (`card_lost_reason`, `card_lost_detail`), which the keyserver puts in
+//!   the card's void reason.
+//! - A refused request is decided by the Result's `refusal`: no record
+//!   left ends the run, a job the station may not run stops it, a busy
+//!   keyserver (too many cards open for this station) is asked again.
 //! - Requests closed without a Result (killed station, lost connection)
 //!   are *unsettled*: the keyserver is asked again with the same request
-//!   id; its recorded verdict is journaled and reported. A card it
-//!   recorded as issued is announced as good (it stays counted rejected).
+//!   id as a `resume` request (lookup only: it never reserves a record);
+//!   its recorded verdict is journaled and reported. A card it recorded as
+//!   issued is announced as good (it stays counted rejected).
 
 pub mod cli;
 pub mod control;

@@ -17,9 +17,10 @@
 //!   the script the same way, with an empty response.
 //! - Each step has a time limit (`timeout_ms`, or the station's default for
 //!   0). A card that does not answer in time, leaves the reader or whose
-//!   reader fails ends the script: the reply says `card_removed` (the
-//!   protocol has no finer word for a lost card) and [`Relayed::lost`]
-//!   says why; the station then treats the card as failed.
+//!   reader fails ends the script: the reply says `card_removed` with the
+//!   reason (`card_lost_reason`: removed, timeout, reader failed) and the
+//!   station's words for it (`card_lost_detail`), and [`Relayed::lost`]
+//!   says the same; the station then treats the card as failed.
 //!
 //! The logic is pure: it talks to a [`Bounded`] card and reads a
 //! [`Clock`]. Any [`CardTransport`] is a `Bounded` card whose calls cannot
@@ -122,6 +123,36 @@ pub fn expected(expect: &[pb::SwPattern], sw: Option<u16>) -> bool {
     expect.iter().any(|p| sw & p.mask == p.value & p.mask)
 }
 
+impl CardLost {
+    /// The protocol's word for it.
+    pub fn reason(&self) -> pb::CardLostReason {
+        match self {
+            CardLost::Removed { .. } => pb::CardLostReason::Removed,
+            CardLost::Timeout { .. } => pb::CardLostReason::Timeout,
+            CardLost::Reader { .. } => pb::CardLostReason::ReaderFailed,
+        }
+    }
+}
+
+/// Marks `reply`: the card was lost, and why (`card_removed` stays set for
+/// keyservers older than `card_lost_reason`).
+pub fn mark_lost(reply: &mut pb::Reply, lost: &CardLost) {
+    reply.card_removed = true;
+    reply.card_lost_reason = lost.reason() as i32;
+    reply.card_lost_detail = lost.to_string();
+}
+
+/// A reply for a script the station cannot run because it no longer holds
+/// the card (`why` in words).
+pub fn not_held(why: &str) -> pb::Reply {
+    pb::Reply {
+        card_removed: true,
+        card_lost_reason: pb::CardLostReason::NotHeld as i32,
+        card_lost_detail: why.to_owned(),
+        ..Default::default()
+    }
+}
+
 fn limit_of(timeout_ms: u32, config: &RelayConfig) -> Duration {
     if timeout_ms == 0 {
         config.default_timeout
@@ -155,7 +186,7 @@ pub fn run_script<B: Bounded + ?Sized>(
     };
     let lose = |out: &mut Relayed, lost: CardLost| {
         tracing::debug!(%lost, "card lost during the script");
-        out.reply.card_removed = true;
+        mark_lost(&mut out.reply, &lost);
         out.lost = Some(lost);
     };
     for (i, step) in script.steps.iter().enumerate() {

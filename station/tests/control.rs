@@ -224,6 +224,11 @@ async fn a_card_removed_mid_script_is_rejected_and_the_next_card_passes() {
     let (_, first_reply) = &db.replies[0];
     assert!(first_reply.card_removed);
     assert_eq!(
+        first_reply.card_lost_reason,
+        protos::pb::CardLostReason::Removed as i32
+    );
+    assert_eq!(first_reply.card_lost_detail, "the card was removed at step 1");
+    assert_eq!(
         first_reply.responses.len(),
         1,
         "the answer before the removal came back"
@@ -260,8 +265,18 @@ async fn a_card_that_stops_answering_is_rejected_after_its_timeout() {
     assert_eq!(slots[0].rejected().len(), 1);
     assert_eq!(slots[0].passed().len(), 1);
     let db = fake.db();
-    assert!(db.replies[0].1.card_removed, "a lost card is reported as removed");
-    assert_eq!(db.replies[0].1.responses.len(), 1);
+    let reply = &db.replies[0].1;
+    assert!(reply.card_removed, "a lost card is reported lost");
+    assert_eq!(
+        reply.card_lost_reason,
+        protos::pb::CardLostReason::Timeout as i32,
+        "{reply:?}"
+    );
+    assert!(
+        reply.card_lost_detail.contains("did not answer step 1"),
+        "{reply:?}"
+    );
+    assert_eq!(reply.responses.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,6 +501,14 @@ async fn killed_mid_card_the_request_is_rejected_at_restart_and_the_job_continue
     }
     assert_eq!(fresh.len(), 2);
     assert_eq!(db.issued, 2);
+    // The lost request was asked again as a lookup only.
+    let asked: Vec<bool> = db
+        .requests
+        .iter()
+        .filter(|r| r.request_id == lost)
+        .map(|r| r.resume)
+        .collect();
+    assert_eq!(asked, vec![false, true], "first sent, then resumed");
     drop(db);
     let j = Journal::open(dir.path(), "desk-1").unwrap();
     let entries = j.entries().unwrap();
@@ -676,4 +699,113 @@ async fn ctrl_c_twice_rejects_the_card_in_flight() {
     assert!(cards(&events)[0].4.contains("interrupted"));
     fake.until("the keyserver voided the card", |db| db.voided == 1)
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_keyserver_is_asked_again_and_the_card_passes() {
+    let ca = TestCa::new();
+    let fake = Fake::new(5);
+    // Two refusals "too many cards open for this station" (RESOURCE_EXHAUSTED,
+    // the same status as "no record left"): the Result's refusal tells
+    // them apart.
+    fake.db().busy_opens = 2;
+    let ks = fake.start(&ca, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(ca.bundle("desk-1", ks.addr));
+    cfg.cards = Some(1);
+    // Decided by the Result, which comes before the status: the bound on
+    // waiting for a Result that does not come plays no part.
+    cfg.refusal_wait = PATIENCE;
+    let station = start(cfg, dir.path(), 1, None);
+    let (outcome, events, slots) = station.outcome().await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(outcome.summary.end, RunEnd::CardsReached);
+    assert_eq!((outcome.summary.passed, outcome.summary.rejected), (1, 0));
+    assert_eq!(slots[0].passed().len(), 1);
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::Refused { what, .. } if what == "no_record_left")));
+    let db = fake.db();
+    assert_eq!(db.busy_opens, 0);
+    let rid = db.requests[0].request_id.clone();
+    assert_eq!(
+        db.refusals,
+        vec![
+            (rid.clone(), protos::pb::Refusal::StationBusy),
+            (rid.clone(), protos::pb::Refusal::StationBusy)
+        ]
+    );
+    assert_eq!(db.opens.iter().filter(|o| **o == rid).count(), 3);
+    assert_eq!((db.issued, db.voided, db.queued), (1, 0, 4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_keyserver_never_saw_is_settled_without_reserving_a_record() {
+    let ca = TestCa::new();
+    let fake = Fake::new(5);
+    let ks = fake.start(&ca, 0);
+    let dir = tempfile::tempdir().unwrap();
+    // A station that stopped after journaling a request, before sending it.
+    let never_sent = {
+        let j = Journal::open(dir.path(), "desk-1").unwrap();
+        j.begin(station::journal::NewRequest {
+            reader: "sim 0".into(),
+            job: JOB.into(),
+            protocol: 2,
+            atr: vec![0x3B, 0x88],
+            event_count: None,
+        })
+        .unwrap()
+        .request_id
+    };
+    let mut cfg = config(ca.bundle("desk-1", ks.addr));
+    cfg.cards = Some(1);
+    let station = start(cfg, dir.path(), 1, None);
+    station
+        .until("the request settled", |ev| {
+            ev.iter()
+                .any(|e| matches!(e, Event::Settled { request_id, .. } if *request_id == never_sent))
+        })
+        .await;
+    let (outcome, events, _) = station.outcome().await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    let s = outcome.summary;
+    assert_eq!((s.passed, s.rejected, s.recovered), (1, 1, 1));
+    let settled = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Settled {
+                request_id,
+                keyserver_ok,
+                reason,
+                ..
+            } if *request_id == never_sent => Some((*keyserver_ok, reason.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert!(!settled.0);
+    assert!(settled.1.contains("never reserved"), "{settled:?}");
+    let db = fake.db();
+    let asked: Vec<bool> = db
+        .requests
+        .iter()
+        .filter(|r| r.request_id == never_sent)
+        .map(|r| r.resume)
+        .collect();
+    assert_eq!(asked, vec![true], "only a lookup");
+    assert_eq!(
+        (db.issued, db.voided, db.queued),
+        (1, 0, 4),
+        "no record was reserved or voided for it"
+    );
+    drop(db);
+    let j = Journal::open(dir.path(), "desk-1").unwrap();
+    let e = j
+        .entries()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.request_id == never_sent)
+        .unwrap();
+    assert!(e.recovered && !e.unsettled);
+    assert_eq!(e.keyserver.map(|v| v.ok), Some(false));
 }

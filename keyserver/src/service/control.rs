@@ -36,16 +36,31 @@ pub(crate) fn result_pb(request_id: &str, r: &Recorded) -> pb::Result {
         reason: r.reason.clone(),
         card_serial: r.serial.map(|s| format!("{s:08}")).unwrap_or_default(),
         round_trips: r.round_trips,
+        refusal: pb::Refusal::None as i32,
     }
 }
 
-fn failed(request_id: &str, reason: &str) -> pb::Result {
+/// The Result of a request the keyserver would not start.
+pub(crate) fn refused_result(request_id: &str, reason: &str, refusal: pb::Refusal) -> pb::Result {
     pb::Result {
         request_id: request_id.to_string(),
         outcome: pb::Outcome::Failed as i32,
         reason: reason.to_string(),
         card_serial: String::new(),
         round_trips: 0,
+        refusal: refusal as i32,
+    }
+}
+
+/// The refusal a job store error means for the station.
+fn refusal_of(e: &JobError) -> (Code, pb::Refusal) {
+    match e {
+        JobError::UnknownJob(_) => (Code::NotFound, pb::Refusal::UnknownJob),
+        JobError::NoQueuedRecord { .. } => (Code::ResourceExhausted, pb::Refusal::NoRecord),
+        JobError::RequestForOtherJob { .. } | JobError::BadRequest { .. } => {
+            (Code::InvalidArgument, pb::Refusal::Malformed)
+        }
+        _ => (Code::Internal, pb::Refusal::Internal),
     }
 }
 
@@ -193,7 +208,7 @@ async fn perso_request(shared: &Arc<Shared>, station: &Station, r: pb::PersoRequ
             }
         });
     let request_id = r.request_id.clone();
-    let refuse = |code: Code, reason: String| {
+    let refuse = |code: Code, refusal: pb::Refusal, reason: String| {
         let shared = shared.clone();
         let request_id = request_id.clone();
         let name = name.clone();
@@ -219,7 +234,7 @@ async fn perso_request(shared: &Arc<Shared>, station: &Station, r: pb::PersoRequ
                 .await;
             let _ = tx
                 .send(Ok(pb::KeyserverEvent {
-                    event: Some(Down::Result(failed(&request_id, &reason))),
+                    event: Some(Down::Result(refused_result(&request_id, &reason, refusal))),
                 }))
                 .await;
         }
@@ -227,6 +242,7 @@ async fn perso_request(shared: &Arc<Shared>, station: &Station, r: pb::PersoRequ
     if let Err(problem) = checks {
         refuse(
             Code::InvalidArgument,
+            pb::Refusal::Malformed,
             format!("malformed PersoRequest: {problem}"),
         )
         .await;
@@ -235,6 +251,7 @@ async fn perso_request(shared: &Arc<Shared>, station: &Station, r: pb::PersoRequ
     if !station.may_run(&r.job) {
         refuse(
             Code::PermissionDenied,
+            pb::Refusal::JobNotAllowed,
             format!(
                 "station {name} may not run job {} (it is enrolled for {})",
                 r.job,
@@ -242,6 +259,11 @@ async fn perso_request(shared: &Arc<Shared>, station: &Station, r: pb::PersoRequ
             ),
         )
         .await;
+        return;
+    }
+
+    if r.resume {
+        resume(shared, station, &r, tx, refuse).await;
         return;
     }
 
@@ -273,20 +295,92 @@ async fn perso_request(shared: &Arc<Shared>, station: &Station, r: pb::PersoRequ
                 .await;
         }
         Ok(Err(e)) => {
-            let code = match &e {
-                JobError::UnknownJob(_) => Code::NotFound,
-                JobError::NoQueuedRecord { .. } => Code::ResourceExhausted,
-                JobError::RequestForOtherJob { .. } | JobError::BadRequest { .. } => Code::InvalidArgument,
-                _ => Code::Internal,
-            };
+            let (code, refusal) = refusal_of(&e);
             if code == Code::Internal {
                 tracing::error!(station = %name, error = %e, "reservation failed");
             }
-            refuse(code, e.to_string()).await;
+            refuse(code, refusal, e.to_string()).await;
         }
         Err(join) => {
             tracing::error!(station = %name, error = %join, "reservation panicked");
-            refuse(Code::Internal, "the keyserver failed to reserve a record".into()).await;
+            refuse(
+                Code::Internal,
+                pb::Refusal::Internal,
+                "the keyserver failed to reserve a record".into(),
+            )
+            .await;
+        }
+    }
+}
+
+/// A `resume` request: what the keyserver recorded for it, never a new
+/// reservation.
+async fn resume<F, Fut>(
+    shared: &Arc<Shared>,
+    station: &Station,
+    r: &pb::PersoRequest,
+    tx: &ControlTx,
+    refuse: F,
+) where
+    F: Fn(Code, pb::Refusal, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let name = &station.name;
+    let jobs = shared.jobs.clone();
+    let (st, rid) = (name.clone(), r.request_id.clone());
+    let found = tokio::task::spawn_blocking(move || jobs.lookup(&st, &rid)).await;
+    let reserved_job = match &found {
+        Ok(Ok(Some(Reservation::InFlight(res)))) => Some(res.job.clone()),
+        Ok(Ok(Some(Reservation::Finished(rec)))) => Some(rec.job.clone()),
+        _ => None,
+    };
+    if let Some(reserved_job) = reserved_job.filter(|j| *j != r.job) {
+        let e = JobError::RequestForOtherJob {
+            station: name.clone(),
+            request_id: r.request_id.clone(),
+            job: r.job.clone(),
+            reserved_job,
+        };
+        refuse(Code::InvalidArgument, pb::Refusal::Malformed, e.to_string()).await;
+        return;
+    }
+    match found {
+        Ok(Ok(Some(Reservation::InFlight(_)))) => {
+            shared.clear_refusal(name, &r.request_id);
+            tracing::info!(station = %name, request = %shown(&r.request_id),
+                "request resumed: still in flight (its Perso stream ends the card)");
+        }
+        Ok(Ok(Some(Reservation::Finished(rec)))) => {
+            tracing::info!(station = %name, request = %shown(&r.request_id), "request resumed: its card is done, Result sent again");
+            let _ = tx
+                .send(Ok(pb::KeyserverEvent {
+                    event: Some(Down::Result(result_pb(&r.request_id, &rec))),
+                }))
+                .await;
+        }
+        Ok(Ok(None)) => {
+            refuse(
+                Code::NotFound,
+                pb::Refusal::UnknownRequest,
+                format!(
+                    "station {name} request {} was never reserved: nothing to resume (no record was reserved for it)",
+                    shown(&r.request_id)
+                ),
+            )
+            .await;
+        }
+        Ok(Err(e)) => {
+            tracing::error!(station = %name, error = %e, "request lookup failed");
+            refuse(Code::Internal, pb::Refusal::Internal, e.to_string()).await;
+        }
+        Err(join) => {
+            tracing::error!(station = %name, error = %join, "request lookup panicked");
+            refuse(
+                Code::Internal,
+                pb::Refusal::Internal,
+                "the keyserver failed to look the request up".into(),
+            )
+            .await;
         }
     }
 }

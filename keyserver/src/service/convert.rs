@@ -180,7 +180,7 @@ mod tests {
             responses: vec![vec![0x90, 0], vec![]],
             atrs_after_reset: vec![vec![0x3B]],
             stopped_at: None,
-            card_removed: false,
+            ..Default::default()
         };
         assert!(reply_from_pb(ok.clone(), &script(), &l).is_ok());
         let mut r = ok.clone();

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tonic::{Status, Streaming};
 
-use super::control::result_pb;
+use super::control::{refused_result, result_pb};
 use super::convert::{check_name, reply_from_pb, script_to_pb, shown};
 use super::state::{Running, Shared};
 use super::stations::Station;
@@ -90,6 +90,20 @@ pub(crate) async fn run(
         Ok(r) => r,
         Err(status) => {
             refused(&shared, &name, &request_id, status.message()).await;
+            // Too many cards open: the station learns it from the Result's
+            // refusal (RESOURCE_EXHAUSTED also means "no record left").
+            // A request running on another stream gets no Result: that
+            // card's Result will come.
+            if status.code() == tonic::Code::ResourceExhausted {
+                tell_refusal(
+                    &shared,
+                    &name,
+                    &request_id,
+                    status.message(),
+                    pb::Refusal::StationBusy,
+                )
+                .await;
+            }
             send_status(&tx, status).await;
             return;
         }
@@ -105,8 +119,11 @@ pub(crate) async fn run(
                 .await;
             return;
         }
-        Err(status) => {
+        Err(NotFound { status, tell }) => {
             refused(&shared, &name, &request_id, status.message()).await;
+            if let Some(refusal) = tell {
+                tell_refusal(&shared, &name, &request_id, status.message(), refusal).await;
+            }
             send_status(&tx, status).await;
             return;
         }
@@ -136,10 +153,39 @@ async fn refused(shared: &Shared, station: &str, request_id: &str, reason: &str)
         .await;
 }
 
+/// A refused request's Result on the station's control stream (sent before
+/// the Perso stream's status, so that the station can decide by it).
+async fn tell_refusal(shared: &Shared, station: &str, request_id: &str, reason: &str, refusal: pb::Refusal) {
+    shared
+        .to_control(
+            station,
+            pb::keyserver_event::Event::Result(refused_result(request_id, reason, refusal)),
+        )
+        .await;
+}
+
+/// Why a Perso stream found no request to serve: the status for the
+/// stream, and the refusal to send as a Result when the control stream
+/// has not sent one already.
+struct NotFound {
+    status: Status,
+    tell: Option<pb::Refusal>,
+}
+
+impl From<Status> for NotFound {
+    fn from(status: Status) -> Self {
+        NotFound { status, tell: None }
+    }
+}
+
 /// The reservation for (station, request id), waiting a little for the
 /// PersoRequest that the station sent on its control stream at the same
 /// time.
-async fn find_request(shared: &Arc<Shared>, station: &str, request_id: &str) -> Result<Reservation, Status> {
+async fn find_request(
+    shared: &Arc<Shared>,
+    station: &str,
+    request_id: &str,
+) -> Result<Reservation, NotFound> {
     let deadline = tokio::time::Instant::now() + shared.limits.request_wait;
     let mut seen = shared.requests_seen.subscribe();
     loop {
@@ -151,28 +197,40 @@ async fn find_request(shared: &Arc<Shared>, station: &str, request_id: &str) -> 
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
                 tracing::error!(station, error = %e, "request lookup failed");
-                return Err(Status::internal(format!(
-                    "station {station}: the keyserver could not read request {}: {e}",
-                    shown(request_id)
-                )));
+                return Err(NotFound {
+                    status: Status::internal(format!(
+                        "station {station}: the keyserver could not read request {}: {e}",
+                        shown(request_id)
+                    )),
+                    tell: Some(pb::Refusal::Internal),
+                });
             }
-            Err(_) => return Err(Status::internal("the keyserver failed to read a request")),
+            Err(_) => {
+                return Err(NotFound {
+                    status: Status::internal("the keyserver failed to read a request"),
+                    tell: Some(pb::Refusal::Internal),
+                })
+            }
         }
+        // Refused on the control stream: its Result was sent there.
         if let Some(refusal) = shared.refusal(station, request_id) {
-            return Err(Status::new(refusal.code, refusal.message));
+            return Err(Status::new(refusal.code, refusal.message).into());
         }
         let mut shutdown = shared.shutdown.clone();
         tokio::select! {
             waited = tokio::time::timeout_at(deadline, seen.changed()) => {
                 if waited.is_err() {
-                    return Err(Status::not_found(format!(
-                        "station {station} has no request {}: send its PersoRequest on the control stream first",
-                        shown(request_id)
-                    )));
+                    return Err(NotFound {
+                        status: Status::not_found(format!(
+                            "station {station} has no request {}: send its PersoRequest on the control stream first",
+                            shown(request_id)
+                        )),
+                        tell: Some(pb::Refusal::UnknownRequest),
+                    });
                 }
             }
             _ = super::state::shutting_down(&mut shutdown) => {
-                return Err(Status::unavailable("the keyserver is shutting down"));
+                return Err(Status::unavailable("the keyserver is shutting down").into());
             }
         }
     }
@@ -300,6 +358,12 @@ impl Card {
                     return self.abort(session, reason, None).await;
                 }
             };
+            if let Some(lost) = card_lost(&reply) {
+                // The station lost the card: void it with the station's
+                // reason (removed, timed out, reader failed, not held).
+                let reason = format!("round trip {}: {lost}", self.round_trips);
+                return self.abort(session, reason, None).await;
+            }
             let reply = match reply_from_pb(reply, &script, &self.shared.limits) {
                 Ok(r) => r,
                 Err(problem) => {
@@ -488,6 +552,39 @@ impl Card {
         }
         self.shared.push_job_status(&recorded.job).await;
     }
+}
+
+/// The most of a station's card-lost detail kept in a void reason.
+const MAX_LOST_DETAIL: usize = 256;
+
+/// Why the station lost the card, in words, if it did.
+pub(crate) fn card_lost(reply: &pb::Reply) -> Option<String> {
+    let words = match pb::CardLostReason::try_from(reply.card_lost_reason) {
+        Ok(pb::CardLostReason::Unspecified) if !reply.card_removed => return None,
+        // A station older than card_lost_reason says only card_removed.
+        Ok(pb::CardLostReason::Unspecified | pb::CardLostReason::Removed) => {
+            "the card was removed from the reader".to_string()
+        }
+        Ok(pb::CardLostReason::Timeout) => "the card did not answer in time".to_string(),
+        Ok(pb::CardLostReason::ReaderFailed) => "the reader failed".to_string(),
+        Ok(pb::CardLostReason::NotHeld) => "the station no longer holds the card".to_string(),
+        Err(_) => format!("the card was lost (reason code {})", reply.card_lost_reason),
+    };
+    let detail: String = reply
+        .card_lost_detail
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .scan(0usize, |len, c| {
+            *len += c.len_utf8();
+            (*len <= MAX_LOST_DETAIL).then_some(c)
+        })
+        .collect();
+    let detail = detail.trim();
+    Some(if detail.is_empty() {
+        format!("station: {words}")
+    } else {
+        format!("station: {words} ({detail})")
+    })
 }
 
 /// Resolves (with the reason) when the station's certificate is retired;

@@ -120,7 +120,10 @@ pub fn open_msg(request_id: &str) -> pb::perso_up::Msg {
 }
 
 /// Runs a script on a card as a station does: every step in order, stop at
-/// the first status word the script did not expect.
+/// the first status word the script did not expect (an empty `expect`
+/// list expects none: the script stops after that step, as perso.proto
+/// says). A card that fails is reported lost (`card_removed` with
+/// `card_lost_reason`).
 pub fn run_script(card: &mut (dyn CardTransport + Send), script: &pb::Script) -> pb::Reply {
     let mut reply = pb::Reply::default();
     for (i, step) in script.steps.iter().enumerate() {
@@ -128,8 +131,8 @@ pub fn run_script(card: &mut (dyn CardTransport + Send), script: &pb::Script) ->
             Some(pb::step::Step::Apdu(a)) => {
                 let response = match card.transmit(&a.command) {
                     Ok(r) => r,
-                    Err(_) => {
-                        reply.card_removed = true;
+                    Err(e) => {
+                        lost(&mut reply, i, &e);
                         return reply;
                     }
                 };
@@ -140,8 +143,7 @@ pub fn run_script(card: &mut (dyn CardTransport + Send), script: &pb::Script) ->
                     0
                 };
                 reply.responses.push(response);
-                let expected =
-                    a.expect.is_empty() || a.expect.iter().any(|p| sw & p.mask == p.value & p.mask);
+                let expected = a.expect.iter().any(|p| sw & p.mask == p.value & p.mask);
                 if !expected {
                     reply.stopped_at = Some(i as u32);
                     return reply;
@@ -154,8 +156,8 @@ pub fn run_script(card: &mut (dyn CardTransport + Send), script: &pb::Script) ->
                         reply.responses.push(Vec::new());
                         reply.atrs_after_reset.push(atr);
                     }
-                    Err(_) => {
-                        reply.card_removed = true;
+                    Err(e) => {
+                        lost(&mut reply, i, &e);
                         return reply;
                     }
                 }
@@ -167,6 +169,18 @@ pub fn run_script(card: &mut (dyn CardTransport + Send), script: &pb::Script) ->
         }
     }
     reply
+}
+
+/// Marks the reply: the card was lost at step `i`.
+fn lost(reply: &mut pb::Reply, i: usize, e: &vsc::transport::TransportError) {
+    use vsc::transport::TransportError;
+    reply.card_removed = true;
+    reply.card_lost_reason = match e {
+        TransportError::CardRemoved => pb::CardLostReason::Removed,
+        TransportError::Timeout(_) => pb::CardLostReason::Timeout,
+        _ => pb::CardLostReason::ReaderFailed,
+    } as i32;
+    reply.card_lost_detail = format!("step {i}: {e}");
 }
 
 impl TestStation {
@@ -267,6 +281,7 @@ impl TestStation {
                     protocol: 2,
                     atr,
                     job: job.to_string(),
+                    resume: false,
                 })),
             })
             .await

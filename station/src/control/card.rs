@@ -122,6 +122,7 @@ fn perso_request(entry: &crate::journal::Entry) -> pb::station_event::Event {
         protocol: entry.protocol,
         atr: hex::decode(&entry.atr).unwrap_or_default(),
         job: entry.job.clone(),
+        resume: false,
     })
 }
 
@@ -254,15 +255,14 @@ async fn run_one(
     watchdog: &mut Option<Watchdog>,
     script: pb::Script,
 ) -> pb::Reply {
-    let lost_reply = pb::Reply {
-        card_removed: true,
-        ..Default::default()
-    };
-    if run.lost.is_some() {
-        return lost_reply;
+    if let Some(lost) = &run.lost {
+        // Lost in an earlier script: the same reason again.
+        let mut reply = pb::Reply::default();
+        relay::mark_lost(&mut reply, lost);
+        return reply;
     }
     let Some(mut w) = watchdog.take() else {
-        return lost_reply;
+        return relay::not_held("the station gave the card up before this script");
     };
     let config = shared.cfg.relay;
     let span = tracing::Span::current();
@@ -285,11 +285,14 @@ async fn run_one(
         Err(e) => {
             // The watchdog went down with the task: it released the card.
             run.touched = true;
-            run.lost = Some(CardLost::Reader {
+            let lost = CardLost::Reader {
                 step: 0,
                 reason: format!("the relay failed: {e}"),
-            });
-            lost_reply
+            };
+            let mut reply = pb::Reply::default();
+            relay::mark_lost(&mut reply, &lost);
+            run.lost = Some(lost);
+            reply
         }
     }
 }
@@ -300,7 +303,22 @@ fn connection_failure(code: Code) -> bool {
     matches!(code, Code::Unavailable | Code::Cancelled | Code::Unknown)
 }
 
+/// The refusal a Result carries (`None` for a card's outcome, and from a
+/// keyserver older than the field).
+pub(crate) fn refusal_of(r: &pb::Result) -> pb::Refusal {
+    pb::Refusal::try_from(r.refusal).unwrap_or(pb::Refusal::Internal)
+}
+
 /// A Perso stream refused before any script: whether to try again.
+///
+/// The keyserver sends a refused request's Result (with its `refusal`) on
+/// the control stream before the Perso stream's status, so the station
+/// decides by the refusal as soon as it is there: a busy keyserver (this
+/// station has too many cards open) or a request it has not seen yet is
+/// asked again; anything else stops the card (the Result goes to
+/// `finish`). `refusal_wait` only bounds the wait for a Result that does
+/// not come (a request already being personalized on another stream gets
+/// none; an older keyserver sends none when it is busy).
 async fn refused(shared: &Arc<Shared>, rid: &str, run: &mut Run, status: Status, attempt: u32) -> Next {
     let code = status.code();
     tracing::info!(code = ?code, message = %status.message(), attempt, "Perso stream refused");
@@ -309,31 +327,47 @@ async fn refused(shared: &Arc<Shared>, rid: &str, run: &mut Run, status: Status,
         run.status = Some(status);
         return Next::Stop;
     }
-    // A refusal comes with a failed Result on the control stream.
     let explained = if matches!(
         code,
-        Code::ResourceExhausted | Code::NotFound | Code::PermissionDenied | Code::InvalidArgument
+        Code::ResourceExhausted
+            | Code::NotFound
+            | Code::PermissionDenied
+            | Code::InvalidArgument
+            | Code::Internal
     ) {
         let deadline = Instant::now() + shared.cfg.refusal_wait;
         shared.results.wait(rid, deadline).await
     } else {
         None
     };
-    let again = explained.is_none()
-        && matches!(
-            code,
-            Code::AlreadyExists | Code::ResourceExhausted | Code::NotFound
-        )
-        && attempt < OPEN_ATTEMPTS
-        && shared.accepting();
-    run.result = explained;
+    let (transient, counted) = match explained.as_ref().map(refusal_of) {
+        Some(pb::Refusal::StationBusy) => (true, false),
+        Some(pb::Refusal::UnknownRequest) => (true, true),
+        Some(_) => (false, true),
+        // No Result: still running elsewhere, or an older keyserver.
+        None => (
+            matches!(
+                code,
+                Code::AlreadyExists | Code::ResourceExhausted | Code::NotFound
+            ),
+            true,
+        ),
+    };
+    let again = transient && (!counted || attempt < OPEN_ATTEMPTS) && shared.accepting();
     run.status = Some(status);
     if again {
+        // The refusal's Result is not the card's: wait for the next one.
+        shared.results.forget(rid);
         shared.results.expect(rid);
-        let delay = shared.cfg.backoff.first.saturating_mul(attempt);
+        let delay = if counted {
+            shared.cfg.backoff.first.saturating_mul(attempt)
+        } else {
+            shared.cfg.backoff.first
+        };
         tokio::time::sleep(delay).await;
         Next::Again
     } else {
+        run.result = explained;
         Next::Stop
     }
 }
@@ -391,16 +425,24 @@ async fn finish(
             None => (Bin::Reject, v.reason.clone()),
         },
         Some(v) => {
-            // Refused before any command reached the card.
-            match code {
-                Some(Code::ResourceExhausted) => {
+            // Refused before any command reached the card: decided by the
+            // Result's refusal; by the status for an older keyserver.
+            let refusal = result.as_ref().map_or(pb::Refusal::None, refusal_of);
+            let by_code = match (refusal, code) {
+                (pb::Refusal::None, Some(Code::ResourceExhausted)) => pb::Refusal::NoRecord,
+                (pb::Refusal::None, Some(Code::PermissionDenied)) => pb::Refusal::JobNotAllowed,
+                (pb::Refusal::None, Some(Code::NotFound)) => pb::Refusal::UnknownJob,
+                (r, _) => r,
+            };
+            match by_code {
+                pb::Refusal::NoRecord => {
                     shared.report.event(&Event::Refused {
                         what: "no_record_left".into(),
                         message: v.reason.clone(),
                     });
                     shared.end(RunEnd::NoRecordLeft);
                 }
-                Some(Code::PermissionDenied | Code::NotFound) => {
+                pb::Refusal::JobNotAllowed | pb::Refusal::UnknownJob => {
                     shared.report.event(&Event::Refused {
                         what: "job".into(),
                         message: v.reason.clone(),

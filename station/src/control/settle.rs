@@ -1,11 +1,16 @@
 //! Asking the keyserver what became of requests the station closed without
 //! a Result (it was killed mid-card, or the connection dropped).
 //!
-//! A PersoRequest with the same request id gets the request's recorded
-//! Result when its card is done. When the keyserver still holds the
-//! request open (it never saw the card end), the station opens its Perso
-//! stream and answers the first script with `card_removed`: the keyserver
-//! voids the card — its record is queued again — and sends the Result.
+//! A PersoRequest with the same request id and `resume` set (lookup only:
+//! the keyserver never reserves a record for it) gets the request's
+//! recorded Result when its card is done. When the keyserver still holds
+//! the request open (it never saw the card end), the station opens its
+//! Perso stream and answers the first script with the card lost
+//! (`CARD_LOST_REASON_NOT_HELD`): the keyserver voids the card — its
+//! record is queued again — and sends the Result. A request the keyserver
+//! never reserved (the station stopped between its journal and the
+//! network) gets a failed Result with `REFUSAL_UNKNOWN_REQUEST`: nothing
+//! was reserved, nothing is voided.
 //!
 //! The station's bin stands: such a card was rejected. When the keyserver
 //! recorded the card as issued (the station stopped after the keyserver
@@ -106,6 +111,7 @@ async fn ask(shared: &Arc<Shared>, session: &Arc<Session>, entry: &Entry) -> Res
         protocol: entry.protocol,
         atr: hex::decode(&entry.atr).unwrap_or_default(),
         job: entry.job.clone(),
+        resume: true,
     });
     if !session.send(request).await {
         return Ok(None);
@@ -133,10 +139,10 @@ async fn ask(shared: &Arc<Shared>, session: &Arc<Session>, entry: &Entry) -> Res
                     }))) => {
                         // The card is not here any more.
                         let reply = pb::PersoUp {
-                            msg: Some(pb::perso_up::Msg::Reply(pb::Reply {
-                                card_removed: true,
-                                ..Default::default()
-                            })),
+                            msg: Some(pb::perso_up::Msg::Reply(crate::relay::not_held(
+                                "the station closed this request without its Result (it stopped or lost the \
+                                 keyserver) and rejected the card",
+                            ))),
                         };
                         if tx.send(reply).await.is_err() {
                             break;

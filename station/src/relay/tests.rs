@@ -172,7 +172,7 @@ fn commands_and_responses_pass_unchanged() {
             responses: vec![vec![0x01, 0x02, 0x61, 0x10], vec![0x6D, 0x00], long],
             atrs_after_reset: vec![],
             stopped_at: None,
-            card_removed: false,
+            ..Default::default()
         }
     );
 }
@@ -229,6 +229,8 @@ fn a_removed_card_ends_the_script_with_card_removed() {
     let s = script(vec![ok(SELECT_ISD), ok(GET_CPLC), ok(SELECT_PIV)]);
     let out = run_script(&mut card, &clock, &s, &config());
     assert!(out.reply.card_removed);
+    assert_eq!(out.reply.card_lost_reason, pb::CardLostReason::Removed as i32);
+    assert_eq!(out.reply.card_lost_detail, "the card was removed at step 1");
     assert_eq!(out.reply.stopped_at, None);
     assert_eq!(out.reply.responses, vec![vec![0x90, 0x00]]);
     assert_eq!(out.lost, Some(CardLost::Removed { step: 1 }));
@@ -241,6 +243,16 @@ fn a_reader_failure_is_a_lost_card() {
     let mut card = Scripted::new(&clock, vec![Act::Fail(TransportError::Reader("gone".into()))]);
     let out = run_script(&mut card, &clock, &script(vec![ok(SELECT_ISD)]), &config());
     assert!(out.reply.card_removed);
+    assert_eq!(
+        out.reply.card_lost_reason,
+        pb::CardLostReason::ReaderFailed as i32
+    );
+    assert!(
+        out.reply.card_lost_detail.contains("the reader failed at step 0")
+            && out.reply.card_lost_detail.contains("gone"),
+        "{:?}",
+        out.reply.card_lost_detail
+    );
     assert!(matches!(out.lost, Some(CardLost::Reader { step: 0, .. })));
 }
 
@@ -268,6 +280,11 @@ fn a_late_answer_is_a_timeout_and_is_not_relayed() {
         })
     );
     assert!(out.reply.card_removed);
+    assert_eq!(out.reply.card_lost_reason, pb::CardLostReason::Timeout as i32);
+    assert_eq!(
+        out.reply.card_lost_detail,
+        "the card did not answer step 1 within 1s"
+    );
     assert_eq!(out.reply.responses, vec![vec![0x90, 0x00]]);
     assert_eq!(card.sent.len(), 2);
 }

@@ -130,6 +130,12 @@ pub struct Db {
     pub finished: HashMap<String, Recorded>,
     /// request id → the refusal's status.
     pub refused: HashMap<String, (tonic::Code, String)>,
+    /// Perso streams to refuse next as a busy keyserver does (too many
+    /// cards open for the station): RESOURCE_EXHAUSTED, and a Result with
+    /// REFUSAL_STATION_BUSY first; the reservation stands.
+    pub busy_opens: u32,
+    /// Results with a refusal the fake sent, in order: (request id, refusal).
+    pub refusals: Vec<(String, pb::Refusal)>,
     pub requests: Vec<pb::PersoRequest>,
     pub hellos: Vec<pb::Hello>,
     pub replies: Vec<(String, pb::Reply)>,
@@ -243,6 +249,18 @@ impl Fake {
             reason: r.reason.clone(),
             card_serial: r.serial.clone(),
             round_trips: r.round_trips,
+            refusal: pb::Refusal::None as i32,
+        }
+    }
+
+    fn refusal_pb(db: &mut Db, rid: &str, refusal: pb::Refusal, reason: String) -> pb::Result {
+        db.refusals.push((rid.to_string(), refusal));
+        pb::Result {
+            request_id: rid.to_string(),
+            outcome: pb::Outcome::Failed as i32,
+            reason,
+            refusal: refusal as i32,
+            ..Default::default()
         }
     }
 
@@ -425,26 +443,32 @@ impl Fake {
                 Some(Self::result_pb(&rid, rec))
             } else if db.in_flight.contains_key(&rid) {
                 None
+            } else if r.resume {
+                // Lookup only: never reserve.
+                let reason = format!("request {rid} was never reserved");
+                db.refused
+                    .insert(rid.clone(), (tonic::Code::NotFound, reason.clone()));
+                Some(Self::refusal_pb(
+                    &mut db,
+                    &rid,
+                    pb::Refusal::UnknownRequest,
+                    reason,
+                ))
             } else if !db.allowed_jobs.contains(&r.job) {
                 let reason = format!("station may not run job {}", r.job);
                 db.refused
                     .insert(rid.clone(), (tonic::Code::PermissionDenied, reason.clone()));
-                Some(pb::Result {
-                    request_id: rid.clone(),
-                    outcome: pb::Outcome::Failed as i32,
+                Some(Self::refusal_pb(
+                    &mut db,
+                    &rid,
+                    pb::Refusal::JobNotAllowed,
                     reason,
-                    ..Default::default()
-                })
+                ))
             } else if db.queued == 0 {
                 let reason = format!("job {:?} has no queued record left", r.job);
                 db.refused
                     .insert(rid.clone(), (tonic::Code::ResourceExhausted, reason.clone()));
-                Some(pb::Result {
-                    request_id: rid.clone(),
-                    outcome: pb::Outcome::Failed as i32,
-                    reason,
-                    ..Default::default()
-                })
+                Some(Self::refusal_pb(&mut db, &rid, pb::Refusal::NoRecord, reason))
             } else {
                 db.queued -= 1;
                 let plan = db.plan.pop_front().unwrap_or(CardPlan::Normal);
@@ -494,42 +518,27 @@ impl Fake {
             _ => return,
         };
         self.db().opens.push(rid.clone());
-        // Wait a little for the PersoRequest (sent at the same time).
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        enum Found {
-            Done(pb::Result),
-            Refused(Status),
-            Plan(CardPlan),
-        }
-        let plan = loop {
-            let notified = self.changed.notified();
-            let found = {
-                let db = self.db();
-                if let Some(rec) = db.finished.get(&rid) {
-                    Some(Found::Done(Self::result_pb(&rid, rec)))
-                } else if let Some((code, msg)) = db.refused.get(&rid) {
-                    Some(Found::Refused(Status::new(*code, msg.clone())))
-                } else {
-                    db.in_flight.get(&rid).map(|p| Found::Plan(p.clone()))
-                }
-            };
-            match found {
-                Some(Found::Done(r)) => {
-                    let _ = tx.send(Ok(Self::done_msg(&r))).await;
-                    return;
-                }
-                Some(Found::Refused(status)) => {
-                    let _ = tx.send(Err(status)).await;
-                    return;
-                }
-                Some(Found::Plan(p)) => break p,
-                None => {}
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let _ = tx.send(Err(Status::not_found("no such request"))).await;
-                return;
+        let Some(plan) = self.wait_request(&rid, &tx).await else {
+            return;
+        };
+        let busy = {
+            let mut db = self.db();
+            if db.busy_opens > 0 {
+                db.busy_opens -= 1;
+                let reason =
+                    "station desk-1: 64 cards are already being personalized (the limit)".to_string();
+                Some(Self::refusal_pb(&mut db, &rid, pb::Refusal::StationBusy, reason))
+            } else {
+                None
             }
         };
+        if let Some(result) = busy {
+            let message = result.reason.clone();
+            self.to_control(pb::keyserver_event::Event::Result(result));
+            let _ = tx.send(Err(Status::resource_exhausted(message))).await;
+            self.changed.notify_waiters();
+            return;
+        }
         {
             let mut db = self.db();
             db.open_now += 1;
@@ -556,6 +565,53 @@ impl Fake {
         self.to_control(pb::keyserver_event::Event::Result(result.clone()));
         let _ = tx.send(Ok(Self::done_msg(&result))).await;
         self.push_status();
+    }
+
+    /// The request a Perso stream serves, waiting a little for its
+    /// PersoRequest (sent at the same time); `None` when the stream was
+    /// answered (done, refused, unknown).
+    async fn wait_request(
+        &self,
+        rid: &str,
+        tx: &mpsc::Sender<Result<pb::PersoDown, Status>>,
+    ) -> Option<CardPlan> {
+        let rid = rid.to_string();
+        // Wait a little for the PersoRequest (sent at the same time).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        enum Found {
+            Done(pb::Result),
+            Refused(Status),
+            Plan(CardPlan),
+        }
+        loop {
+            let notified = self.changed.notified();
+            let found = {
+                let db = self.db();
+                if let Some(rec) = db.finished.get(&rid) {
+                    Some(Found::Done(Self::result_pb(&rid, rec)))
+                } else if let Some((code, msg)) = db.refused.get(&rid) {
+                    Some(Found::Refused(Status::new(*code, msg.clone())))
+                } else {
+                    db.in_flight.get(&rid).map(|p| Found::Plan(p.clone()))
+                }
+            };
+            match found {
+                Some(Found::Done(r)) => {
+                    let _ = tx.send(Ok(Self::done_msg(&r))).await;
+                    return None;
+                }
+                Some(Found::Refused(status)) => {
+                    let _ = tx.send(Err(status)).await;
+                    return None;
+                }
+                Some(Found::Plan(p)) => return Some(p),
+                None => {}
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let _ = tx.send(Err(Status::not_found("no such request"))).await;
+                return None;
+            }
+        }
     }
 
     async fn next_reply(&self, rid: &str, inbound: &mut Streaming<pb::PersoUp>) -> Result<pb::Reply, String> {
