@@ -38,7 +38,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  station readers --readers 'Virtual PCD*'\n\n\
         One line per reader: its name, a tab, `card` or `empty`.")]
     Readers {
-        /// A PC/SC reader name pattern (`*` matches any text) or `sim:N`.
+        /// A PC/SC reader name pattern (`*` matches any text) or `sim:N[@Dms]`.
         #[arg(long, value_name = "PATTERN", default_value = "*")]
         readers: String,
     },
@@ -59,6 +59,7 @@ pub enum Command {
 const RUN_HELP: &str = "Examples:\n  \
   station run --bundle desk-1.bundle --job people-2025 --readers 'Virtual PCD*'\n  \
   station run --bundle desk-1.bundle --job people-2025 --readers sim:4 --cards 100 --idle-exit 30\n  \
+  station run --bundle desk-1.bundle --job people-2025 --readers sim:8@20ms --cards 400\n  \
 station run --bundle desk-1.bundle --job people-2025 --readers 'Virtual PCD*' --console\n\n\
 On a terminal, one line per reader (reader, cards passed, rejected, cards/hour, what it does) \
 is refreshed in place; otherwise (or with --json) each event is one JSON object per line on \
@@ -72,6 +73,9 @@ final screen stays until a key is pressed (not with --no-wait, nor without a ter
 standard input); the four summary lines follow on the normal screen. Without a terminal on \
 standard output, --console changes nothing: JSON lines. Log lines asked for with RUST_LOG would \
 draw over the console: send standard error to a file (2>station.log).\n\n\
+`--readers sim:N` runs N in-process software cards instead of PC/SC readers (trials, \
+benchmarks); `sim:N@Dms` makes each of their APDUs take at least D ms, the pace of a real \
+card (default 0: as fast as the software card runs, so the station's CPU is the limit).\n\n\
 At the end, four lines: `passed: N`, `rejected: N`, `round trips per card: N` (the most any \
 card took) and `cards/hour: N` (passed cards per hour, from the first card's start to the last \
 card's end).\n\n\
@@ -97,7 +101,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub keyserver: Option<String>,
     /// A PC/SC reader name pattern (`*` matches any text), or `sim:N` for N
-    /// readers holding in-process software cards.
+    /// readers holding in-process software cards (`sim:N@Dms`: each APDU
+    /// takes at least D ms, a real card's pace).
     #[arg(long, value_name = "PATTERN", default_value = "*")]
     pub readers: String,
     /// The journal directory (default: $XDG_STATE_HOME/cardsmith/station-NAME,

@@ -8,7 +8,8 @@
 //!   noticed through pcscd's `\\?PnP?\Notification` pseudo-reader.
 //! - [`sim`]: `sim:N` — N readers holding in-process software cards (blank
 //!   VSCs made in memory), for quick runs and for benchmarks with more
-//!   slots than vpcd offers.
+//!   slots than vpcd offers. `sim:N@Dms` gives them a card-speed model:
+//!   every APDU takes at least D ms, as a real card's processing does.
 //!
 //! The abstraction is three traits:
 //!
@@ -66,7 +67,7 @@ pub enum ReaderError {
     Gone(String),
     #[error("sim reader {reader:?}: making a blank card: {reason}")]
     Blank { reader: String, reason: String },
-    #[error("the reader specification {0:?} is not valid: use a PC/SC name pattern (`Virtual PCD*`) or `sim:N` (1 to 256)")]
+    #[error("the reader specification {0:?} is not valid: use a PC/SC name pattern (`Virtual PCD*`), or `sim:N` (1 to 256) with an optional per-APDU card time `@Dms` (0 to 10000), e.g. `sim:8@20ms`")]
     BadSpec(String),
 }
 
@@ -129,6 +130,9 @@ pub struct Presence {
 pub const PROTOCOL_T0: u32 = 1;
 /// `SCARD_PROTOCOL_T1`.
 pub const PROTOCOL_T1: u32 = 2;
+/// `SCARD_PROTOCOL_RAW`: the reader passes bytes without a transmission
+/// protocol.
+pub const PROTOCOL_RAW: u32 = 4;
 
 /// A connected card.
 pub trait Card: CardTransport + Send {
@@ -173,20 +177,43 @@ pub trait ReaderSource: Send {
 /// readers in a Hello).
 pub const MAX_SIM_READERS: usize = 256;
 
-/// The readers named by a `--readers` value: `sim:N`, or a PC/SC name
-/// pattern (`*` wildcards).
-pub fn source_from_spec(spec: &str) -> Result<Box<dyn ReaderSource>, ReaderError> {
-    match spec.strip_prefix("sim:") {
-        Some(n) => {
-            let n: usize = n.parse().map_err(|_| ReaderError::BadSpec(spec.to_owned()))?;
-            if !(1..=MAX_SIM_READERS).contains(&n) {
-                return Err(ReaderError::BadSpec(spec.to_owned()));
+/// The longest per-APDU card time a `sim:N@Dms` spec may ask for.
+pub const MAX_SIM_APDU_DELAY_MS: u64 = 10_000;
+
+/// `sim:N` or `sim:N@Dms`: the number of readers and the time every APDU
+/// takes in their cards (zero: as fast as the software card runs).
+pub fn parse_sim_spec(spec: &str) -> Result<Option<(usize, Duration)>, ReaderError> {
+    let Some(rest) = spec.strip_prefix("sim:") else {
+        return Ok(None);
+    };
+    let bad = || ReaderError::BadSpec(spec.to_owned());
+    let (n, delay) = match rest.split_once('@') {
+        None => (rest, Duration::ZERO),
+        Some((n, d)) => {
+            let ms: u64 = d.strip_suffix("ms").ok_or_else(bad)?.parse().map_err(|_| bad())?;
+            if ms > MAX_SIM_APDU_DELAY_MS {
+                return Err(bad());
             }
+            (n, Duration::from_millis(ms))
+        }
+    };
+    let n: usize = n.parse().map_err(|_| bad())?;
+    if !(1..=MAX_SIM_READERS).contains(&n) {
+        return Err(bad());
+    }
+    Ok(Some((n, delay)))
+}
+
+/// The readers named by a `--readers` value: `sim:N[@Dms]`, or a PC/SC
+/// name pattern (`*` wildcards).
+pub fn source_from_spec(spec: &str) -> Result<Box<dyn ReaderSource>, ReaderError> {
+    match parse_sim_spec(spec)? {
+        Some((n, delay)) => {
             let stock = SimStock::new(None).map_err(|e| ReaderError::Blank {
                 reader: spec.to_owned(),
                 reason: e,
             })?;
-            Ok(Box::new(SimSource::new(n, stock)))
+            Ok(Box::new(SimSource::with_apdu_delay(n, stock, delay)))
         }
         None if spec.is_empty() || spec.contains('\0') => Err(ReaderError::BadSpec(spec.to_owned())),
         None => Ok(Box::new(PcscSource::new(spec))),
@@ -204,6 +231,25 @@ mod tests {
         assert!(source_from_spec("").is_err());
         let mut s = source_from_spec("sim:3").unwrap();
         assert_eq!(s.list().unwrap(), vec!["sim 0", "sim 1", "sim 2"]);
+        assert_eq!(
+            parse_sim_spec("sim:8@20ms").unwrap(),
+            Some((8, Duration::from_millis(20)))
+        );
+        assert_eq!(parse_sim_spec("sim:2").unwrap(), Some((2, Duration::ZERO)));
+        assert_eq!(parse_sim_spec("sim:1@0ms").unwrap(), Some((1, Duration::ZERO)));
+        assert_eq!(parse_sim_spec("Virtual PCD*").unwrap(), None);
+        for bad in [
+            "sim:8@20",
+            "sim:8@ms",
+            "sim:8@-1ms",
+            "sim:8@10001ms",
+            "sim:0@5ms",
+            "sim:@5ms",
+        ] {
+            assert!(parse_sim_spec(bad).is_err(), "{bad}");
+        }
+        let mut s = source_from_spec("sim:2@5ms").unwrap();
+        assert_eq!(s.list().unwrap(), vec!["sim 0", "sim 1"]);
         let p = source_from_spec("Virtual PCD*").unwrap();
         assert!(p.describe().contains("Virtual PCD*"));
     }

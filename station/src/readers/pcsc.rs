@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use pcsc::{Card, Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
 use vsc::transport::{CardTransport, ResetKind, TransportError};
 
-use super::{Bin, Presence, ReaderError, ReaderSource, PROTOCOL_T0, PROTOCOL_T1};
+use super::{Bin, Presence, ReaderError, ReaderSource, PROTOCOL_RAW, PROTOCOL_T0, PROTOCOL_T1};
 
 /// One PC/SC reader, and the card in it once connected.
 pub struct PcscReader {
@@ -287,7 +287,7 @@ fn transmit(card: &Card, command: &[u8]) -> Result<Vec<u8>, pcsc::Error> {
 fn protocol_number(card: &Card) -> u32 {
     match card.status2_owned().ok().and_then(|s| s.protocol2()) {
         Some(pcsc::Protocol::T0) => PROTOCOL_T0,
-        Some(pcsc::Protocol::RAW) => 4,
+        Some(pcsc::Protocol::RAW) => PROTOCOL_RAW,
         // T=1, or unknown (then T=1 is what shared mode negotiated first).
         _ => PROTOCOL_T1,
     }

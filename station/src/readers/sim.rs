@@ -11,6 +11,19 @@
 //! Tests reach the slots through [`SimSource::slots`]: they can arm a
 //! fault for the next card ([`SimFault`]: removed or mute at its n-th
 //! command) and look into the bins.
+//!
+//! # The card-speed model
+//!
+//! A software card answers most APDUs in microseconds; a real card takes
+//! milliseconds to tens of milliseconds per APDU (its CPU, EEPROM writes,
+//! on-card key generation, the T=1 exchange at the reader's baud rate).
+//! [`SimSource::with_apdu_delay`] (`--readers sim:N@Dms`) makes every APDU
+//! of its cards take at least D: the card's thread sleeps D before the
+//! software card processes the command (resets and power changes are not
+//! delayed). Sleeping costs no CPU, so N such readers behave like N real
+//! cards working in parallel, which is what a bureau's station sees:
+//! throughput bound by the cards, not by the station's CPU. The default,
+//! 0, runs the software card at full speed (CPU-bound).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -154,6 +167,8 @@ struct SlotState {
 pub struct SimSlot {
     name: String,
     stock: Arc<SimStock>,
+    /// The least time each APDU takes (the card-speed model).
+    apdu_delay: Duration,
     state: Mutex<SlotState>,
     changed: Condvar,
 }
@@ -167,10 +182,11 @@ impl std::fmt::Debug for SimSlot {
 }
 
 impl SimSlot {
-    fn new(name: String, stock: Arc<SimStock>) -> Arc<Self> {
+    fn new(name: String, stock: Arc<SimStock>, apdu_delay: Duration) -> Arc<Self> {
         let slot = Arc::new(SimSlot {
             name,
             stock,
+            apdu_delay,
             state: Mutex::new(SlotState {
                 card: None,
                 event_count: 0,
@@ -268,9 +284,15 @@ pub struct SimSource {
 
 impl SimSource {
     pub fn new(n: usize, stock: Arc<SimStock>) -> Self {
+        Self::with_apdu_delay(n, stock, Duration::ZERO)
+    }
+
+    /// `n` readers whose cards take at least `apdu_delay` per APDU (see
+    /// the module documentation).
+    pub fn with_apdu_delay(n: usize, stock: Arc<SimStock>, apdu_delay: Duration) -> Self {
         SimSource {
             slots: (0..n)
-                .map(|i| SimSlot::new(format!("sim {i}"), stock.clone()))
+                .map(|i| SimSlot::new(format!("sim {i}"), stock.clone(), apdu_delay))
                 .collect(),
         }
     }
@@ -283,7 +305,12 @@ impl SimSource {
 
 impl ReaderSource for SimSource {
     fn describe(&self) -> String {
-        format!("{} sim readers", self.slots.len())
+        match self.slots.first().map(|s| s.apdu_delay) {
+            Some(d) if !d.is_zero() => {
+                format!("{} sim readers ({} ms per APDU)", self.slots.len(), d.as_millis())
+            }
+            _ => format!("{} sim readers", self.slots.len()),
+        }
     }
 
     fn list(&mut self) -> Result<Vec<String>, ReaderError> {
@@ -393,6 +420,11 @@ impl SimCard {
 impl CardTransport for SimCard {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let slot = self.slot.clone();
+        // The card-speed model: the card works on the command (outside
+        // the slot's lock: tests look into the slot meanwhile).
+        if !slot.apdu_delay.is_zero() {
+            std::thread::sleep(slot.apdu_delay);
+        }
         let mut st = lock(&slot.state);
         if st.event_count != self.event_count {
             return Err(slot.gone());
@@ -580,6 +612,20 @@ mod tests {
         assert!(slot.rejected().is_empty());
         let q = r.next_card(Some(p.event_count), Duration::ZERO).unwrap().unwrap();
         assert!(q.present);
+    }
+
+    #[test]
+    fn a_slow_sim_reader_still_answers_every_apdu() {
+        let stock = SimStock::starting_at(9500, None).unwrap();
+        let mut src = SimSource::with_apdu_delay(1, stock, Duration::from_millis(30));
+        assert!(src.describe().contains("30 ms per APDU"), "{}", src.describe());
+        let mut r = src.open("sim 0").unwrap();
+        let mut card = r.connect().unwrap();
+        for _ in 0..3 {
+            assert_eq!(sw(&card.transmit(SELECT_ISD).unwrap()), 0x9000);
+        }
+        card.release(Bin::Pass).unwrap();
+        assert_eq!(src.slots()[0].passed()[0].commands, 3);
     }
 
     #[test]
