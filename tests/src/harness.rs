@@ -214,6 +214,35 @@ pub fn restart_pcscd() {
     );
 }
 
+/// A `cargo` command for a nested build, without the variables `cargo
+/// test` sets for the running test (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`,
+/// …): build scripts that track one of them (ring's tracks
+/// `CARGO_MANIFEST_DIR`) would otherwise see it change and rebuild half
+/// the tree, once in the nested build and again in the next outer one.
+pub fn nested_cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    for (key, _) in std::env::vars_os() {
+        let Some(k) = key.to_str() else { continue };
+        let set_for_the_test = matches!(
+            k,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        ) || k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_BIN_EXE_");
+        if set_for_the_test {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
 /// The `vsc` binary built from the sources under test (see the module
 /// documentation).
 pub fn vsc_bin() -> &'static Path {
@@ -236,8 +265,7 @@ fn build_vsc() -> PathBuf {
         Some(other) => other,
         None => panic!("unexpected test location {}", exe.display()),
     };
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(&cargo)
+    let out = nested_cargo()
         .args([
             "build",
             "--quiet",
@@ -253,7 +281,7 @@ fn build_vsc() -> PathBuf {
         .current_dir(root())
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {cargo:?} to build the vsc binary: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the vsc binary: {e}"));
     assert!(
         out.status.success(),
         "building the vsc binary failed:\n{}",
@@ -393,7 +421,8 @@ impl Default for Scratch {
 pub struct Lines(Arc<Mutex<Vec<String>>>);
 
 impl Lines {
-    fn collect(&self, stream: impl std::io::Read + Send + 'static) {
+    /// Collects the lines of `stream` on a thread of its own.
+    pub fn collect(&self, stream: impl std::io::Read + Send + 'static) {
         let lines = self.clone();
         thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {

@@ -7,5 +7,7 @@
 //! the two vpcd readers, and the outside tools — a missing one fails the
 //! test with a message saying what to install, never skips it.
 
+pub mod cardlink;
 pub mod harness;
 pub mod piv;
+pub mod stack;

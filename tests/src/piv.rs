@@ -158,8 +158,34 @@ pub fn test_keys() -> StaticKeys {
 /// security level 33, and the card's chip serial from its key
 /// diversification data.
 pub fn open_scp03(t: &mut impl CardTransport) -> Result<(HostSession, u32), HostError> {
+    let (session, kdd) = open_scp03_with(t, 0x01, &test_keys())?;
+    let [.., a, b, c, d] = kdd;
+    Ok((session, u32::from_be_bytes([a, b, c, d])))
+}
+
+/// The card's key diversification data (INITIALIZE UPDATE with key
+/// version `kvn`; the card refuses a key version it does not hold).
+pub fn key_diversification_data(t: &mut impl CardTransport, kvn: u8) -> Result<[u8; 10], HostError> {
+    let iu = InitializeUpdate::new(kvn, rand::random()).to_command();
+    let r = exchange(t, &iu, false)?;
+    if r.sw != StatusWord::Success {
+        return Err(HostError::Status {
+            step: "INITIALIZE UPDATE",
+            sw: r.sw,
+        });
+    }
+    Ok(InitializeUpdateResponse::from_response(&r)?.key_diversification_data)
+}
+
+/// An SCP03 session opened with key set `kvn` = `keys` at security level
+/// 33; the card's key diversification data.
+pub fn open_scp03_with(
+    t: &mut impl CardTransport,
+    kvn: u8,
+    keys: &StaticKeys,
+) -> Result<(HostSession, [u8; 10]), HostError> {
     let host_challenge: [u8; 8] = rand::random();
-    let iu = InitializeUpdate::new(0x01, host_challenge).to_command();
+    let iu = InitializeUpdate::new(kvn, host_challenge).to_command();
     let r = exchange(t, &iu, false)?;
     if r.sw != StatusWord::Success {
         return Err(HostError::Status {
@@ -168,10 +194,8 @@ pub fn open_scp03(t: &mut impl CardTransport) -> Result<(HostSession, u32), Host
         });
     }
     let resp = InitializeUpdateResponse::from_response(&r)?;
-    let [.., a, b, c, d] = resp.key_diversification_data;
-    let serial = u32::from_be_bytes([a, b, c, d]);
-    let (ext_auth, session) =
-        HostSession::open(&test_keys(), host_challenge, &resp, SecurityLevel::All, None)?;
+    let kdd = resp.key_diversification_data;
+    let (ext_auth, session) = HostSession::open(keys, host_challenge, &resp, SecurityLevel::All, None)?;
     let r = exchange(t, &ext_auth, false)?;
     if r.sw != StatusWord::Success {
         return Err(HostError::Status {
@@ -179,7 +203,7 @@ pub fn open_scp03(t: &mut impl CardTransport) -> Result<(HostSession, u32), Host
             sw: r.sw,
         });
     }
-    Ok((session, serial))
+    Ok((session, kdd))
 }
 
 /// Sends a command inside the session; the unwrapped response.

@@ -236,7 +236,7 @@ impl PcscReader {
     /// Sends one APDU; the response bytes as the card sent them.
     pub fn transmit_apdu(&self, command: &[u8]) -> Result<Vec<u8>, ReaderError> {
         let card = self.card()?;
-        transmit(card, command).map_err(self.op("SCardTransmit"))
+        transmit(card, &self.name, command)
     }
 
     /// Warm (`SCARD_RESET_CARD`) or cold (`SCARD_UNPOWER_CARD`) reset by
@@ -277,10 +277,29 @@ fn read_atr(card: &Card) -> Result<Vec<u8>, pcsc::Error> {
 }
 
 /// `SCardTransmit`: the response exactly as the card sent it.
-fn transmit(card: &Card, command: &[u8]) -> Result<Vec<u8>, pcsc::Error> {
+/// SCardTransmit. An answer without a status word is no card's answer
+/// (ISO/IEC 7816-4: every response ends with SW1 SW2): the card is lost.
+/// vpcd gives one when the card's connection closes mid-command, before
+/// pcscd has noticed the card is gone; a reader could after a glitch.
+fn transmit(card: &Card, reader: &str, command: &[u8]) -> Result<Vec<u8>, ReaderError> {
     let mut buf = vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
-    let n = card.transmit(command, &mut buf)?.len();
+    let n = card
+        .transmit(command, &mut buf)
+        .map_err(op_error(reader, "SCardTransmit"))?
+        .len();
     buf.truncate(n);
+    if n < 2 {
+        let gone = match card.status2_owned() {
+            Err(pcsc::Error::RemovedCard | pcsc::Error::NoSmartcard) => true,
+            Err(_) => false,
+            Ok(s) => !s.status().contains(pcsc::Status::PRESENT),
+        };
+        return Err(ReaderError::NoStatusWord {
+            reader: reader.to_owned(),
+            bytes: n,
+            gone,
+        });
+    }
     Ok(buf)
 }
 
@@ -506,7 +525,7 @@ impl PcscCard {
 impl CardTransport for PcscCard {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let card = self.card()?;
-        Ok(transmit(card, command).map_err(op_error(&self.name, "SCardTransmit"))?)
+        Ok(transmit(card, &self.name, command)?)
     }
 
     fn reset(&mut self, kind: ResetKind) -> Result<Vec<u8>, TransportError> {
@@ -564,6 +583,7 @@ impl From<ReaderError> for TransportError {
                 source: pcsc::Error::RemovedCard | pcsc::Error::NoSmartcard,
                 ..
             } => TransportError::CardRemoved,
+            ReaderError::NoStatusWord { gone: true, .. } => TransportError::CardRemoved,
             other => TransportError::Reader(other.to_string()),
         }
     }

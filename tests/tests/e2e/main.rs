@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod feeder;
+mod issuance;
 mod opensc;
 mod scp03_py;
 mod serve;
