@@ -394,6 +394,12 @@ impl Bins {
             let Some(name) = from.file_name() else { continue };
             let to = inflight.join(name);
             if to.exists() {
+                // Another port of this feeder may have just taken this very
+                // card: then the stock no longer has it and we move on. Both
+                // files present is a card left by an earlier run.
+                if !from.exists() {
+                    continue;
+                }
                 return Err(FeederError::AlreadyInFlight { from, to });
             }
             match fs::rename(&from, &to) {
@@ -733,6 +739,52 @@ mod tests {
             .unwrap();
         assert_eq!(line2.file, "00000001.1.vsc");
         assert_eq!(read_log(&out).unwrap(), vec![line, line2]);
+    }
+
+    #[test]
+    fn ports_claiming_at_once_each_get_a_different_card_and_no_error() {
+        for _ in 0..20 {
+            let t = tempfile::tempdir().unwrap();
+            let stock = t.path().join("stock");
+            let out = t.path().join("out");
+            fs::create_dir_all(&stock).unwrap();
+            for i in 0..8 {
+                touch(&stock, &format!("{i:08}.vsc"));
+            }
+            let (bins, _) = Bins::open(&out).unwrap();
+            let bins = std::sync::Arc::new(bins);
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (bins, stock) = (bins.clone(), stock.clone());
+                    std::thread::spawn(move || {
+                        let mut got = Vec::new();
+                        while let Some(c) = bins.claim(&stock).unwrap() {
+                            got.push(c.path);
+                        }
+                        got
+                    })
+                })
+                .collect();
+            let mut all: Vec<PathBuf> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+            all.sort();
+            all.dedup();
+            assert_eq!(all.len(), 8);
+        }
+    }
+
+    #[test]
+    fn a_card_both_in_stock_and_in_flight_is_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        let stock = t.path().join("stock");
+        let out = t.path().join("out");
+        fs::create_dir_all(&stock).unwrap();
+        let (bins, _) = Bins::open(&out).unwrap();
+        touch(&stock, "00000001.vsc");
+        touch(&out.join("inflight"), "00000001.vsc");
+        assert!(matches!(
+            bins.claim(&stock),
+            Err(FeederError::AlreadyInFlight { .. })
+        ));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!   32-byte component ([`component`]); the root KEK (AES-256) is their XOR.
 //!   Every key the keyserver needs is generated, pairwise-checked where it is
 //!   a key pair ([`pairwise`]), wrapped under the root KEK with AES-256-GCM
-//!   ([`aead`]) and stored in sled ([`store`]). Public material goes to
+//!   ([`aead`]) and stored in sled (`store`). Public material goes to
 //!   `DATA/public/` ([`DataDir`]).
 //! - [`Unlocked`] (`keyserver serve`): the components combined again, the
 //!   keys unwrapped; it implements [`IssuerKeys`](crate::ports::IssuerKeys)
@@ -17,9 +17,9 @@
 //!
 //! | Name | What |
 //! |---|---|
-//! | `scp03-master/enc`, `…/mac`, `…/dek` | AES-256 masters of the cards' SCP03 keys ([`derive`]) |
+//! | `scp03-master/enc`, `…/mac`, `…/dek` | AES-256 masters of the cards' SCP03 keys ([`mod@derive`]) |
 //! | `stock/<name>` | a card stock's transport key set: KVN ‖ ENC ‖ MAC ‖ DEK (`default`: the GP test keys 40..4F, KVN 01) |
-//! | `piv-mgmt-master` | AES-256 master of the cards' PIV management keys ([`derive`]) |
+//! | `piv-mgmt-master` | AES-256 master of the cards' PIV management keys ([`mod@derive`]) |
 //! | `issuer-ca` | P-256, PKCS#8: the CA that certifies card keys |
 //! | `archive-kek/1` | AES-256: protects master VSCs |
 //! | `log-signing-key` | P-256, PKCS#8: signs the archive manifest and the audit log |

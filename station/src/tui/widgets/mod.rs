@@ -1,4 +1,4 @@
-//! One widget per file, each drawn from a [`ConsoleState`] alone:
+//! One widget per file, each drawn from a [`ConsoleState`](crate::tui::state::ConsoleState) alone:
 //!
 //! - [`Header`]: station, job, elapsed time; the keyserver link (colored,
 //!   with its retry countdown); the job's totals; this run's counts.
