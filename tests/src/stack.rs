@@ -243,7 +243,10 @@ impl Keyserver {
     /// `rsa_pool` keys, the shipped profiles).
     pub fn start(dir: &Path, rsa_pool: usize) -> Keyserver {
         let data = dir.join("data");
-        let components = vec![dir.join("custodian-1.component"), dir.join("custodian-2.component")];
+        let components = vec![
+            dir.join("custodian-1.component"),
+            dir.join("custodian-2.component"),
+        ];
         let mut args = vec![
             "init".to_string(),
             "--data".into(),
@@ -294,8 +297,16 @@ impl Keyserver {
             if p.stdout.all().iter().any(|l| l.starts_with("keyserver ready:")) {
                 break;
             }
-            assert!(p.running(), "keyserver serve ended before it was ready: {}", p.describe());
-            assert!(Instant::now() < deadline, "keyserver serve is not ready: {}", p.describe());
+            assert!(
+                p.running(),
+                "keyserver serve ended before it was ready: {}",
+                p.describe()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "keyserver serve is not ready: {}",
+                p.describe()
+            );
             thread::sleep(Duration::from_millis(50));
         }
         self.serve = Some(p);
@@ -388,7 +399,11 @@ impl Keyserver {
     pub fn archive_list(&self) -> Vec<ArchiveRow> {
         let out = self.cli_ok(&["archive", "list"]);
         out.lines()
-            .filter(|l| l.split_whitespace().next().is_some_and(|s| s.len() == 8 && s.chars().all(|c| c.is_ascii_digit())))
+            .filter(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|s| s.len() == 8 && s.chars().all(|c| c.is_ascii_digit()))
+            })
             .map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
                 let get = |i: usize| f.get(i).map(|s| (*s).to_string()).unwrap_or_default();
@@ -428,7 +443,10 @@ impl Keyserver {
     /// Custody unlocked in this process from the component files (the
     /// keyserver must have stopped: the keystore is locked while it runs).
     pub fn unlock(&self) -> keyserver::keystore::Unlocked {
-        assert!(self.serve.is_none(), "stop the keyserver before opening its keystore");
+        assert!(
+            self.serve.is_none(),
+            "stop the keyserver before opening its keystore"
+        );
         keyserver::keystore::Unlocked::from_component_files(&self.data, &self.components)
             .unwrap_or_else(|e| panic!("unlocking custody with the component files: {e}"))
     }
@@ -529,10 +547,7 @@ impl StationRun {
 
     /// The events of one kind (`card`, `reader`, `settled`, …).
     pub fn events_of(&self, kind: &str) -> Vec<serde_json::Value> {
-        self.events()
-            .into_iter()
-            .filter(|e| e["event"] == kind)
-            .collect()
+        self.events().into_iter().filter(|e| e["event"] == kind).collect()
     }
 
     /// Waits until `f` holds for the events so far; panics after
@@ -548,7 +563,11 @@ impl StationRun {
                 "the station ended before {what}: {}",
                 self.proc.describe()
             );
-            assert!(Instant::now() < deadline, "the station never showed {what}: {}", self.proc.describe());
+            assert!(
+                Instant::now() < deadline,
+                "the station never showed {what}: {}",
+                self.proc.describe()
+            );
             thread::sleep(Duration::from_millis(10));
         }
     }

@@ -63,7 +63,11 @@ pub enum ReaderError {
         "reader {reader:?}: the card's answer had {bytes} byte(s), no status word: the card is lost{}",
         if *gone { " (it left the reader)" } else { "" }
     )]
-    NoStatusWord { reader: String, bytes: usize, gone: bool },
+    NoStatusWord {
+        reader: String,
+        bytes: usize,
+        gone: bool,
+    },
     #[error("reader {0:?}: not connected to a card")]
     NotConnected(String),
     #[error("reader {0:?}: there is no card in it")]

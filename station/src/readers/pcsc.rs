@@ -493,6 +493,7 @@ impl super::Reader for PcscSlot {
             card: Some(card),
             atr,
             protocol,
+            lost: false,
         }))
     }
 }
@@ -503,6 +504,8 @@ pub struct PcscCard {
     card: Option<Card>,
     atr: Vec<u8>,
     protocol: u32,
+    /// A command or reset failed: the card stopped answering or left.
+    lost: bool,
 }
 
 impl std::fmt::Debug for PcscCard {
@@ -525,7 +528,9 @@ impl PcscCard {
 impl CardTransport for PcscCard {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, TransportError> {
         let card = self.card()?;
-        Ok(transmit(card, &self.name, command)?)
+        let answer = transmit(card, &self.name, command);
+        self.lost |= answer.is_err();
+        Ok(answer?)
     }
 
     fn reset(&mut self, kind: ResetKind) -> Result<Vec<u8>, TransportError> {
@@ -537,9 +542,12 @@ impl CardTransport for PcscCard {
             .card
             .as_mut()
             .ok_or_else(|| ReaderError::NotConnected(self.name.clone()))?;
-        card.reconnect(ShareMode::Shared, Protocols::ANY, disposition)
-            .map_err(op_error(&self.name, "SCardReconnect"))?;
-        self.atr = read_atr(card).map_err(op_error(&self.name, "SCardStatus"))?;
+        let reset = card
+            .reconnect(ShareMode::Shared, Protocols::ANY, disposition)
+            .map_err(op_error(&self.name, "SCardReconnect"))
+            .and_then(|()| read_atr(card).map_err(op_error(&self.name, "SCardStatus")));
+        self.lost |= reset.is_err();
+        self.atr = reset?;
         Ok(self.atr.clone())
     }
 
@@ -562,6 +570,13 @@ impl super::Card for PcscCard {
             return Ok(());
         };
         let disposition = match bin {
+            // A card that stopped answering is left as it is: powering it
+            // down can only fail, and when pcscd has not yet seen the card
+            // go, pcsc-lite 1.9.9 then stops polling the reader (no new
+            // card shows) until this process closes its context — seen
+            // with vpcd, where a pulled card answers with no bytes at all.
+            // Taking the card out powers the slot down anyway.
+            _ if self.lost => Disposition::LeaveCard,
             // Power off: no secure channel stays open, and a feeder (or the
             // operator) sees the card is done.
             Bin::Pass | Bin::Reject => Disposition::UnpowerCard,
