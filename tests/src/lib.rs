@@ -9,5 +9,6 @@
 
 pub mod cardlink;
 pub mod harness;
+pub mod netdelay;
 pub mod piv;
 pub mod stack;

@@ -305,11 +305,15 @@ impl SimSource {
 
 impl ReaderSource for SimSource {
     fn describe(&self) -> String {
+        let n = self.slots.len();
+        let readers = if n == 1 {
+            "1 sim reader".to_owned()
+        } else {
+            format!("{n} sim readers")
+        };
         match self.slots.first().map(|s| s.apdu_delay) {
-            Some(d) if !d.is_zero() => {
-                format!("{} sim readers ({} ms per APDU)", self.slots.len(), d.as_millis())
-            }
-            _ => format!("{} sim readers", self.slots.len()),
+            Some(d) if !d.is_zero() => format!("{readers} ({} ms per APDU)", d.as_millis()),
+            _ => readers,
         }
     }
 
