@@ -9,6 +9,7 @@
 mod feeder;
 mod issuance;
 mod opensc;
+mod readers;
 mod scp03_py;
 mod serve;
 mod yubico;
