@@ -72,8 +72,9 @@ fn pcsc_readers_list_watch_connect_transmit_reset_and_see_removal() {
     assert_eq!(card.reader(), READER_0);
     assert_eq!(card.atr(), first.atr);
     assert_eq!(card.protocol(), PROTOCOL_T1);
-    // (The security domain is selected.) A warm reset ends the SCP03 session: the same wrapped command is
-    // refused afterwards. So does a cold one.
+    // The security domain is selected after connect. A warm reset ends
+    // the SCP03 session: the same wrapped command is refused afterwards.
+    // So does a cold one.
     for kind in [ResetKind::Warm, ResetKind::Cold] {
         let mut t = Dyn(card.as_mut());
         let (mut session, serial) = piv::open_scp03(&mut t).unwrap();
