@@ -15,7 +15,7 @@ use protos::bundle::StationBundle;
 use station::control::{self, Backoff, RunConfig, RunError, RunOutcome, Stop};
 use station::journal::{EntryState, Journal};
 use station::readers::{Bin, SimFault, SimSlot, SimSource, SimStock};
-use station::report::{Collect, Event, LinkStatus, RunEnd};
+use station::report::{Collect, Event, LinkStatus, ReaderStatus, RunEnd};
 use support::{free_port, CardPlan, Fake, TestCa, JOB, PATIENCE};
 use tokio::sync::watch;
 
@@ -808,4 +808,52 @@ async fn a_request_the_keyserver_never_saw_is_settled_without_reserving_a_record
         .unwrap();
     assert!(e.recovered && !e.unsettled);
     assert_eq!(e.keyserver.map(|v| v.ok), Some(false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_reader_is_marked_and_retried_while_the_others_carry_on() {
+    let ca = TestCa::new();
+    let fake = Fake::new(1000);
+    let ks = fake.start(&ca, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let station = start(config(ca.bundle("desk-1", ks.addr)), dir.path(), 2, None);
+    let failing = station.slots[0].name().to_owned();
+    let other = station.slots[1].name().to_owned();
+    station.slots[0].fail_reader(3);
+    // Reader 0 fails three times (100, 200, 400 ms pauses); reader 1 passes
+    // cards meanwhile; then reader 0 passes cards again.
+    let failed_at = |ev: &[Event]| {
+        ev.iter().position(|e| {
+            matches!(e, Event::Reader { reader, state: ReaderStatus::Failed, retry_in_s: Some(_), detail: Some(d), .. }
+                if *reader == failing && d.contains("the reader failed"))
+        })
+    };
+    let passed_after = |ev: &[Event], from: usize, name: &str| {
+        ev.get(from..)
+            .unwrap_or_default()
+            .iter()
+            .any(|e| matches!(e, Event::Card { reader, bin: Bin::Pass, .. } if reader == name))
+    };
+    station
+        .until("the failing reader back at work", |ev| {
+            failed_at(ev).is_some_and(|f| passed_after(ev, f, &failing))
+        })
+        .await;
+    station.stop.send(Stop::Drain).unwrap();
+    let (outcome, events, slots) = station.outcome().await;
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    assert_eq!(outcome.summary.rejected, 0);
+    let first_failure = failed_at(&events).unwrap();
+    let failures = events
+        .iter()
+        .filter(
+            |e| matches!(e, Event::Reader { reader, state: ReaderStatus::Failed, .. } if *reader == failing),
+        )
+        .count();
+    assert_eq!(failures, 3, "each failure is shown");
+    assert!(
+        passed_after(&events, first_failure, &other),
+        "the other reader carried on while reader 0 failed"
+    );
+    assert!(!slots[0].passed().is_empty() && !slots[1].passed().is_empty());
 }

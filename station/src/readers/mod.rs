@@ -76,6 +76,8 @@ pub enum ReaderError {
     Gone(String),
     #[error("sim reader {reader:?}: making a blank card: {reason}")]
     Blank { reader: String, reason: String },
+    #[error("sim reader {0:?}: the reader failed (a fault injected with SimSlot::fail_reader)")]
+    SimReaderFault(String),
     #[error("the reader specification {0:?} is not valid: use a PC/SC name pattern (`Virtual PCD*`), or `sim:N` (1 to 256) with an optional per-APDU card time `@Dms` (0 to 10000), e.g. `sim:8@20ms`")]
     BadSpec(String),
 }

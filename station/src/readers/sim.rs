@@ -160,6 +160,8 @@ struct SlotState {
     removed: Vec<Binned>,
     /// Set when a blank could not be made.
     stock_error: Option<String>,
+    /// How many more times waiting for a card fails as a reader error.
+    reader_faults: u32,
 }
 
 /// One sim reader's slot, shared by the reader, its connected card and
@@ -196,6 +198,7 @@ impl SimSlot {
                 reject: Vec::new(),
                 removed: Vec::new(),
                 stock_error: None,
+                reader_faults: 0,
             }),
             changed: Condvar::new(),
         });
@@ -226,6 +229,14 @@ impl SimSlot {
             Ok(None) => {}
             Err(e) => st.stock_error = Some(e),
         }
+        self.changed.notify_all();
+    }
+
+    /// Makes the reader itself fail the next `times` times the station
+    /// waits on it for a card (as a PC/SC reader whose driver errors): the
+    /// station marks it failed and retries it after a pause.
+    pub fn fail_reader(&self, times: u32) {
+        lock(&self.state).reader_faults = times;
         self.changed.notify_all();
     }
 
@@ -356,6 +367,10 @@ impl Reader for SimReader {
         let deadline = Instant::now() + timeout;
         let mut st = lock(&self.slot.state);
         loop {
+            if st.reader_faults > 0 {
+                st.reader_faults -= 1;
+                return Err(ReaderError::SimReaderFault(self.slot.name.clone()));
+            }
             if let Some(e) = st.stock_error.take() {
                 return Err(ReaderError::Blank {
                     reader: self.slot.name.clone(),
