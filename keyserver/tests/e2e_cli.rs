@@ -35,6 +35,7 @@ fn every_subcommand_has_an_example() {
         vec!["profile", "check"],
         vec!["job", "submit"],
         vec!["job", "status"],
+        vec!["job", "mailers"],
         vec!["enroll-station"],
         vec!["revoke-station"],
         vec!["archive", "list"],
@@ -208,7 +209,7 @@ async fn from_init_to_audit_verify() {
     assert_eq!(bundle.keyserver, serve.address());
     let station = Arc::new(TestStation::connect(&bundle).await.unwrap());
     let serials = [4_400_001u32, 4_400_002, 4_400_003];
-    let issued = issue_all(
+    let mut issued = issue_all(
         &station,
         "people",
         "cli",
@@ -224,6 +225,80 @@ async fn from_init_to_audit_verify() {
     assert_eq!(ran.code, 0);
     let cols: Vec<&str> = ran.stdout.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(cols, ["people", "employee-badge", "3", "3", "0", "0", "0", "2"]);
+
+    // job mailers: the PINs and PUKs the keyserver generated, for the PIN
+    // mailers; each PIN opens its card.
+    let mailers = dir.path().join("mailers.csv");
+    let ran = run(&[
+        "job",
+        "mailers",
+        "people",
+        "--out",
+        &d(&mailers),
+        "--data",
+        &d(&data),
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.text());
+    assert!(
+        ran.stdout
+            .contains("the PIN/PUK of 3 issued record(s) written to"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(mode(&mailers), 0o600);
+    let text = std::fs::read_to_string(&mailers).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("record_id,pin,puk"));
+    let rows: std::collections::BTreeMap<String, (String, String)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 3, "{l}");
+            (f[0].to_string(), (f[1].to_string(), f[2].to_string()))
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    let list = run(&["archive", "list", "--data", &d(&data)]).stdout;
+    for (serial, c) in serials.iter().zip(issued.iter_mut()) {
+        let line = list
+            .lines()
+            .find(|l| l.starts_with(&format!("{serial:08} ")))
+            .unwrap_or_else(|| panic!("{serial:08} not listed: {list}"));
+        let record = line.split_whitespace().last().unwrap();
+        let (pin, puk) = &rows[record];
+        assert!(pin.len() == 6 && pin.bytes().all(|b| b.is_ascii_digit()), "{pin}");
+        assert!(puk.len() == 8 && puk.bytes().all(|b| b.is_ascii_digit()), "{puk}");
+        issue_support::reset(&mut c.card);
+        issue_support::select_piv(&mut c.card);
+        assert_eq!(
+            issue_support::verify_pin(&mut c.card, pin.as_bytes()),
+            vsc::codec::StatusWord::Success,
+            "card {serial:08}: the exported PIN"
+        );
+    }
+    let ran = run(&[
+        "job",
+        "mailers",
+        "people",
+        "--out",
+        &d(&mailers),
+        "--data",
+        &d(&data),
+    ]);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(ran.stderr.contains("never overwrites"), "{}", ran.text());
+    let elsewhere = dir.path().join("nope.csv");
+    let ran = run(&[
+        "job",
+        "mailers",
+        "nope",
+        "--out",
+        &d(&elsewhere),
+        "--data",
+        &d(&data),
+    ]);
+    assert_eq!(ran.code, 1, "{}", ran.text());
+    assert!(ran.stderr.contains("there is no job \"nope\""), "{}", ran.text());
+    assert!(!elsewhere.exists());
 
     // archive list | show | verify, audit verify: no custodian needed.
     let ran = run(&["archive", "list", "--data", &d(&data)]);
@@ -329,11 +404,16 @@ async fn from_init_to_audit_verify() {
         "keyserver.start",
         "keyserver.stop",
         "station.revoke",
+        "job.secrets.export",
     ] {
         assert!(
             audit.contains(&format!("\"action\":\"{action}\"")),
             "{action} is audited"
         );
+    }
+    // The export is audited by count, never with the values.
+    for (_, puk) in rows.values() {
+        assert!(!audit.contains(puk.as_str()), "a PUK in the audit log");
     }
     // The logs are JSON lines (standard output is not a terminal).
     let json_lines = stopped

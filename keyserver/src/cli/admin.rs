@@ -1,4 +1,4 @@
-//! `keyserver job …`, `enroll-station`, `revoke-station`: through the
+//! `keyserver job …` (submit, status, mailers), `enroll-station`, `revoke-station`: through the
 //! running keyserver's local admin socket (`DATA/admin.sock`).
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
@@ -24,7 +24,7 @@ pub enum AdminCliError {
         #[source]
         source: std::io::Error,
     },
-    #[error("writing the bundle {file}: {source}")]
+    #[error("writing {file}: {source}")]
     Write {
         file: String,
         #[source]
@@ -124,6 +124,64 @@ pub fn job(c: JobCommand) -> CliResult {
             }
             Ok(ExitCode::SUCCESS)
         }
+        JobCommand::Mailers { job, out, data } => mailers(&job, &out, &data.data),
+    }
+}
+
+/// `keyserver job mailers`: the export as CSV into a new 0600 file.
+fn mailers(job: &str, out: &Path, data: &Path) -> CliResult {
+    let file = out.display().to_string();
+    if out.exists() {
+        return Err(AdminCliError::Write {
+            file,
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "it exists; an export never overwrites a file (move it away first)",
+            ),
+        }
+        .into());
+    }
+    let response = runtime()?.block_on(async {
+        let mut admin = client::connect(data, Limits::default().max_admin_message).await?;
+        admin
+            .export_secrets(pb::ExportSecretsRequest { job: job.to_string() })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(refused(format!("exporting the PINs and PUKs of job {job:?}")))
+    })?;
+    let mut csv = zeroize::Zeroizing::new(String::from("record_id,pin,puk\n"));
+    for s in &response.secrets {
+        csv.push_str(&csv_field(&s.record_id));
+        csv.push(',');
+        csv.push_str(&s.pin);
+        csv.push(',');
+        csv.push_str(&s.puk);
+        csv.push('\n');
+    }
+    // The response's copies go as soon as the file is written.
+    let mut response = response;
+    for s in &mut response.secrets {
+        zeroize::Zeroize::zeroize(&mut s.pin);
+        zeroize::Zeroize::zeroize(&mut s.puk);
+    }
+    write_secret_file(out, csv.as_bytes()).map_err(|source| AdminCliError::Write {
+        file: file.clone(),
+        source,
+    })?;
+    println!(
+        "job {job}: the PIN/PUK of {} issued record(s) written to {file} (mode 0600). It holds them in \
+         clear: print the mailers on a trusted machine, then destroy the file.",
+        response.secrets.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
     }
 }
 

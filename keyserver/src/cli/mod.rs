@@ -165,6 +165,24 @@ pub enum JobCommand {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Write the PINs and PUKs the keyserver generated for a job's issued
+    /// cards to a new file, for the PIN mailers.
+    #[command(
+        after_help = "Example:\n  keyserver job mailers people-2025 --out /secure/people-2025-mailers.csv --data /var/lib/cardsmith\n\n\
+        The file is CSV (`record_id,pin,puk`; a PIN taken from the job's CSV is not repeated: empty), \
+        mode 0600, and never overwrites a file. It holds every cardholder's PIN and PUK in clear: \
+        print the mailers on a trusted machine, then destroy the file. Each export is audited \
+        (who, which job, how many; never the values)."
+    )]
+    Mailers {
+        /// The job.
+        job: String,
+        /// The file to write (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        data: DataArg,
+    },
 }
 
 #[derive(Args, Debug)]

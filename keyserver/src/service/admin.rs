@@ -206,6 +206,61 @@ impl pb::admin_server::Admin for AdminService {
         }
     }
 
+    async fn export_secrets(
+        &self,
+        request: Request<pb::ExportSecretsRequest>,
+    ) -> Result<Response<pb::ExportSecretsResponse>, Status> {
+        let actor = self.caller(&request)?;
+        let job = request.into_inner().job;
+        let jobs = self.shared.jobs.clone();
+        let j = job.clone();
+        let result = tokio::task::spawn_blocking(move || jobs.issued_secrets(&j))
+            .await
+            .map_err(internal("the secrets export"))?;
+        let subject = format!("job {job}");
+        match result {
+            Ok(list) => {
+                let text = |v: &Option<vsc::secret::SecretBytes>| {
+                    v.as_ref()
+                        .map(|b| String::from_utf8_lossy(b.expose_secret()).into_owned())
+                        .unwrap_or_default()
+                };
+                let secrets: Vec<pb::IssuedSecret> = list
+                    .iter()
+                    .map(|(record_id, s)| pb::IssuedSecret {
+                        record_id: record_id.clone(),
+                        pin: text(&s.pin),
+                        puk: text(&s.puk),
+                    })
+                    .collect();
+                let (pins, puks) = (
+                    list.iter().filter(|(_, s)| s.pin.is_some()).count(),
+                    list.iter().filter(|(_, s)| s.puk.is_some()).count(),
+                );
+                tracing::warn!(job = %job, records = list.len(), "issued PINs/PUKs exported for the PIN mailers");
+                self.shared
+                    .audit(
+                        &actor,
+                        "job.secrets.export",
+                        &subject,
+                        true,
+                        format!("{} record(s): {pins} PIN(s), {puks} PUK(s)", list.len()),
+                    )
+                    .await;
+                Ok(Response::new(pb::ExportSecretsResponse { secrets }))
+            }
+            Err(e) => {
+                self.shared
+                    .audit(&actor, "job.secrets.export", &subject, false, e.to_string())
+                    .await;
+                Err(match e {
+                    JobError::UnknownJob(_) => Status::not_found(e.to_string()),
+                    _ => Status::internal(e.to_string()),
+                })
+            }
+        }
+    }
+
     async fn revoke_station(
         &self,
         request: Request<pb::RevokeStationRequest>,
