@@ -68,17 +68,14 @@ impl Desk {
         let (csv, _) = piv_escrow_csv(job, records);
         ks.submit(job, "piv-escrow", &csv);
         let bundle = ks.enroll("bench-desk");
-        let stock = scratch.join("stock");
-        let pristine = scratch.join("pristine");
-        if blanks > 0 {
-            for dir in [&stock, &pristine] {
-                let range = format!("{first:08}-{:08}", first + blanks - 1);
-                let mut args = vec!["blank", "--serials", &range, "--out-dir", dir.to_str().unwrap()];
-                let kek = scratch.kek_args();
-                args.extend(kek.iter().map(String::as_str));
-                scratch.vsc(&args);
-            }
-        }
+        let (stock, pristine) = if blanks > 0 {
+            (
+                scratch.blank_stock("stock", first, blanks),
+                scratch.blank_stock("pristine", first, blanks),
+            )
+        } else {
+            (scratch.join("stock"), scratch.join("pristine"))
+        };
         let out = scratch.join("bins");
         Desk {
             scratch,

@@ -251,7 +251,14 @@ pub fn vsc_bin() -> &'static Path {
 }
 
 fn build_vsc() -> PathBuf {
-    // The running test is <target>/<profile dir>/deps/<name>-<hash>.
+    build_binaries(&[("vsc", "vsc")]).join("vsc")
+}
+
+/// Builds the binaries `(package, binary)` with the running test's cargo
+/// and profile into its target folder (under `cargo test --workspace` they
+/// are built already and this only checks); the folder they are in.
+pub fn build_binaries(bins: &[(&str, &str)]) -> PathBuf {
+    // The running test or bench is <target>/<profile dir>/deps/<name>-<hash>.
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("cannot locate the running test: {e}"));
     let profile_dir = exe
         .parent()
@@ -265,35 +272,33 @@ fn build_vsc() -> PathBuf {
         Some(other) => other,
         None => panic!("unexpected test location {}", exe.display()),
     };
-    let out = nested_cargo()
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "vsc",
-            "--bin",
-            "vsc",
-            "--profile",
-            profile,
-        ])
+    let mut cmd = nested_cargo();
+    cmd.args(["build", "--quiet", "--profile", profile]);
+    for (package, bin) in bins {
+        cmd.args(["-p", package, "--bin", bin]);
+    }
+    let names: Vec<&str> = bins.iter().map(|(_, b)| *b).collect();
+    let out = cmd
         .arg("--target-dir")
         .arg(target)
         .current_dir(root())
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build the vsc binary: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {names:?}: {e}"));
     assert!(
         out.status.success(),
-        "building the vsc binary failed:\n{}",
+        "building {names:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let bin = profile_dir.join("vsc");
-    assert!(
-        bin.is_file(),
-        "cargo built vsc but {} is not there",
-        bin.display()
-    );
-    bin
+    for name in &names {
+        let bin = profile_dir.join(name);
+        assert!(
+            bin.is_file(),
+            "cargo built {name} but {} is not there",
+            bin.display()
+        );
+    }
+    profile_dir.to_path_buf()
 }
 
 /// Exclusive use of the two vpcd readers (see the module documentation).
@@ -395,6 +400,19 @@ impl Scratch {
     }
 
     /// A blank card `serial` (decimal) as `<name>`.
+    /// `count` blank cards from serial `first` (`vsc blank --serials`) in
+    /// the new folder `dir` of the scratch space; the folder.
+    pub fn blank_stock(&self, dir: &str, first: u32, count: u32) -> PathBuf {
+        let out = self.join(dir);
+        let range = format!("{first:08}-{:08}", first + count.saturating_sub(1));
+        let out_text = out.to_string_lossy().into_owned();
+        let mut args = vec!["blank", "--serials", &range, "--out-dir", &out_text];
+        let kek = self.kek_args();
+        args.extend(kek.iter().map(String::as_str));
+        self.vsc(&args);
+        out
+    }
+
     pub fn blank(&self, serial: &str, name: &str) -> PathBuf {
         let out = self.join(name);
         let mut args: Vec<String> = vec![
@@ -517,27 +535,37 @@ impl Running {
     /// Waits for the process to end by itself; its exit code (`None`:
     /// killed by a signal). Panics after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        let Some(child) = self.child.as_mut() else {
-            panic!("{} was already waited for", self.what)
-        };
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => {
-                    self.child = None;
-                    // Let the collector threads drain the pipes.
-                    thread::sleep(Duration::from_millis(100));
-                    return status.code();
-                }
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
-                Ok(None) => panic!(
-                    "{} did not exit within {timeout:?}\nstdout: {:?}\nstderr: {:?}",
-                    self.what,
-                    self.stdout.all(),
-                    self.stderr.all()
-                ),
-                Err(e) => panic!("waiting for {}: {e}", self.what),
+        let (stdout, stderr) = (self.stdout.clone(), self.stderr.clone());
+        wait_child(&mut self.child, &self.what, timeout, || {
+            format!("stdout: {:?}\nstderr: {:?}", stdout.all(), stderr.all())
+        })
+    }
+}
+
+/// Waits at most `timeout` for `child` to end, then takes it; its exit
+/// code (`None`: ended by a signal). Panics after `timeout` with
+/// `what` and `output()`, or if it was waited for already.
+pub fn wait_child(
+    child: &mut Option<Child>,
+    what: &str,
+    timeout: Duration,
+    output: impl Fn() -> String,
+) -> Option<i32> {
+    let deadline = Instant::now() + timeout;
+    let Some(c) = child.as_mut() else {
+        panic!("{what} was already waited for")
+    };
+    loop {
+        match c.try_wait() {
+            Ok(Some(status)) => {
+                *child = None;
+                // Let the collector threads drain the pipes.
+                thread::sleep(Duration::from_millis(200));
+                return status.code();
             }
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+            Ok(None) => panic!("{what} did not end within {timeout:?}\n{}", output()),
+            Err(e) => panic!("waiting for {what}: {e}"),
         }
     }
 }

@@ -10,5 +10,6 @@
 pub mod cardlink;
 pub mod harness;
 pub mod netdelay;
+pub mod opensc;
 pub mod piv;
 pub mod stack;

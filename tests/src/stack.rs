@@ -7,7 +7,6 @@
 //! with the component files (the archive KEK, the cards' diversified
 //! SCP03 keys).
 
-use std::ffi::OsStr;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -35,46 +34,15 @@ pub struct Bins {
 pub fn bins() -> &'static Bins {
     static BINS: OnceLock<Bins> = OnceLock::new();
     BINS.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("cannot locate the running binary: {e}"));
-        // <target>/<profile dir>/deps/<name>-<hash> for tests and benches.
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .unwrap_or_else(|| panic!("unexpected location {}", exe.display()));
-        let target = profile_dir
-            .parent()
-            .unwrap_or_else(|| panic!("unexpected location {}", exe.display()));
-        let profile = match profile_dir.file_name().and_then(OsStr::to_str) {
-            Some("debug") => "dev",
-            Some("release") => "release",
-            Some(other) => other,
-            None => panic!("unexpected location {}", exe.display()),
-        };
-        let out = crate::harness::nested_cargo()
-            .args(["build", "--quiet", "--profile", profile])
-            .args(["-p", "vsc", "--bin", "vsc"])
-            .args(["-p", "keyserver", "--bin", "keyserver"])
-            .args(["-p", "station", "--bin", "station"])
-            .arg("--target-dir")
-            .arg(target)
-            .current_dir(root())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run cargo to build the binaries: {e}"));
-        assert!(
-            out.status.success(),
-            "building vsc, keyserver and station failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = |name: &str| {
-            let p = profile_dir.join(name);
-            assert!(p.is_file(), "cargo built {name} but {} is not there", p.display());
-            p
-        };
+        let dir = crate::harness::build_binaries(&[
+            ("vsc", "vsc"),
+            ("keyserver", "keyserver"),
+            ("station", "station"),
+        ]);
         Bins {
-            vsc: bin("vsc"),
-            keyserver: bin("keyserver"),
-            station: bin("station"),
+            vsc: dir.join("vsc"),
+            keyserver: dir.join("keyserver"),
+            station: dir.join("station"),
         }
     })
 }
@@ -160,28 +128,14 @@ impl Proc {
     /// Waits for the end; the exit code (`None`: ended by a signal).
     /// Panics after `timeout`.
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        let Some(child) = self.child.as_mut() else {
-            panic!("{} was already waited for", self.what)
-        };
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => {
-                    self.child = None;
-                    // Let the collector threads drain the pipes.
-                    thread::sleep(Duration::from_millis(200));
-                    return status.code();
-                }
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
-                Ok(None) => panic!(
-                    "{} did not end within {timeout:?}\nstdout (last 30): {:?}\nstderr (last 30): {:?}",
-                    self.what,
-                    last(&self.stdout.all(), 30),
-                    last(&self.stderr.all(), 30)
-                ),
-                Err(e) => panic!("waiting for {}: {e}", self.what),
-            }
-        }
+        let (stdout, stderr) = (self.stdout.clone(), self.stderr.clone());
+        crate::harness::wait_child(&mut self.child, &self.what, timeout, || {
+            format!(
+                "stdout (last 30): {:?}\nstderr (last 30): {:?}",
+                last(&stdout.all(), 30),
+                last(&stderr.all(), 30)
+            )
+        })
     }
 
     pub fn describe(&self) -> String {

@@ -9,13 +9,8 @@ use tests::harness::{self, Running, Scratch, CARD_WAIT, READER_0, READER_1};
 use tests::piv;
 use vsc::feeder::{read_log, Bin};
 
-fn stock(scratch: &Scratch, serials: &str) -> std::path::PathBuf {
-    let dir = scratch.join("stock");
-    let mut args = vec!["blank", "--serials", serials, "--out-dir", dir.to_str().unwrap()];
-    let kek = scratch.kek_args();
-    args.extend(kek.iter().map(String::as_str));
-    scratch.vsc(&args);
-    dir
+fn stock(scratch: &Scratch, first: u32, count: u32) -> std::path::PathBuf {
+    scratch.blank_stock("stock", first, count)
 }
 
 fn feeder(scratch: &Scratch, stock: &Path, out: &Path) -> Running {
@@ -95,7 +90,7 @@ fn client(plan: &[Client]) -> Vec<(u32, Client)> {
 fn four_cards_through_two_readers_three_pass_one_rejected() {
     let _readers = harness::lock_readers();
     let scratch = Scratch::new();
-    let stock = stock(&scratch, "00003000-00003003");
+    let stock = stock(&scratch, 3000, 4);
     let out = scratch.join("out");
     let mut f = feeder(&scratch, &stock, &out);
     let plan = [
@@ -149,7 +144,7 @@ fn four_cards_through_two_readers_three_pass_one_rejected() {
 fn the_feeder_recovers_cards_left_in_flight_and_stops_cleanly() {
     let _readers = harness::lock_readers();
     let scratch = Scratch::new();
-    let stock = stock(&scratch, "00004000-00004002");
+    let stock = stock(&scratch, 4000, 3);
     let out = scratch.join("out");
     // A crash of an earlier run left a card in flight.
     std::fs::create_dir_all(out.join("inflight")).unwrap();
@@ -202,7 +197,7 @@ fn the_feeder_recovers_cards_left_in_flight_and_stops_cleanly() {
 fn a_card_left_half_done_is_rejected_after_the_idle_timeout() {
     let _readers = harness::lock_readers();
     let scratch = Scratch::new();
-    let stock = stock(&scratch, "00004100-00004100");
+    let stock = stock(&scratch, 4100, 1);
     let out = scratch.join("out");
     let mut f = feeder_with(
         &scratch,

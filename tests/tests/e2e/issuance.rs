@@ -18,9 +18,10 @@ use serde_json::Value;
 use station::readers::PcscReader;
 use tests::cardlink::CardLink;
 use tests::harness::{
-    self, run_ok, Running, Scratch, CARD_WAIT, OPENSC_PKCS11, OPENSSL, PKCS11_TOOL, PKCS15_TOOL, PORT_0,
-    PORT_1, READER_0, READER_1,
+    self, Running, Scratch, CARD_WAIT, OPENSC_PKCS11, OPENSSL, PKCS11_TOOL, PKCS15_TOOL, PORT_0, PORT_1,
+    READER_0, READER_1,
 };
+use tests::opensc::{self, openssl};
 use tests::piv;
 use tests::stack::{piv_escrow_csv, Keyserver, StationRun};
 use vsc::codec::StatusWord;
@@ -56,12 +57,7 @@ impl Bureau {
         let (csv, pins) = piv_escrow_csv(job, records);
         ks.submit(job, "piv-escrow", &csv);
         let bundle = ks.enroll("desk-1");
-        let stock = scratch.join("stock");
-        let range = format!("{first:08}-{:08}", first + blanks - 1);
-        let mut args = vec!["blank", "--serials", &range, "--out-dir", p(&stock)];
-        let kek = scratch.kek_args();
-        args.extend(kek.iter().map(String::as_str));
-        scratch.vsc(&args);
+        let stock = scratch.blank_stock("stock", first, blanks);
         let out = scratch.join("bins");
         Bureau {
             scratch,
@@ -243,16 +239,13 @@ fn wait_for_round_trip_2(station: &mut StationRun, after: usize) -> String {
     ev.last().unwrap()["reader"].as_str().unwrap().to_string()
 }
 
-fn openssl(args: &[&str]) -> String {
-    run_ok(OPENSSL.program, args)
-}
-
 /// What OpenSC and openssl make of a produced card served in reader 0:
 /// three certificates listed and chained to the issuer CA, signatures with
-/// 9A and 9C verified against the certificates read from the card, a
-/// message encrypted to 9D (the escrowed RSA key) decrypted by the card.
+/// 9A and 9C verified against the certificates read from the card (9D, key
+/// management, has no signing usage), a message encrypted to 9D (the
+/// escrowed RSA key) decrypted by the card.
 fn check_with_opensc(dir: &Path, pin: &str, issuer_ca: &Path) {
-    let list = run_ok(PKCS15_TOOL.program, ["--reader", READER_0, "--list-certificates"]);
+    let list = opensc::list_certificates();
     for name in [
         "[Certificate for PIV Authentication]",
         "[Certificate for Digital Signature]",
@@ -262,85 +255,16 @@ fn check_with_opensc(dir: &Path, pin: &str, issuer_ca: &Path) {
     }
     let data = dir.join("data.txt");
     std::fs::write(&data, b"Cardsmith end-to-end: signed by a produced card\n").unwrap();
-    let pkcs11 = |args: &[&str]| {
-        let mut all = vec!["--module", OPENSC_PKCS11, "--login", "--pin", pin];
-        all.extend_from_slice(args);
-        run_ok(PKCS11_TOOL.program, &all)
-    };
-    // 9A and 9C sign; 9D (key management) only decrypts: OpenSC gives it
-    // no signing usage.
-    for (id, sign) in [("01", true), ("02", true), ("03", false)] {
-        let cert = dir.join(format!("cert-{id}.pem"));
-        run_ok(
-            PKCS15_TOOL.program,
-            [
-                "--reader",
-                READER_0,
-                "--read-certificate",
-                id,
-                "--output",
-                p(&cert),
-            ],
-        );
+    for id in ["01", "02", "03"] {
+        let (cert, public) = opensc::read_certificate(dir, id);
         let v = openssl(&["verify", "-CAfile", p(issuer_ca), p(&cert)]);
         assert!(v.trim_end().ends_with(": OK"), "{v}");
-        let public = dir.join(format!("pub-{id}.pem"));
-        openssl(&["x509", "-in", p(&cert), "-pubkey", "-noout", "-out", p(&public)]);
-        if !sign {
-            continue;
+        if id == "03" {
+            opensc::decrypts_on_card(dir, pin, id, &cert);
+        } else {
+            opensc::sign_and_verify(dir, pin, id, "ECDSA-SHA256", &public, &data);
         }
-        let sig = dir.join(format!("sig-{id}.bin"));
-        pkcs11(&[
-            "--sign",
-            "--id",
-            id,
-            "-m",
-            "ECDSA-SHA256",
-            "--signature-format",
-            "openssl",
-            "--input-file",
-            p(&data),
-            "--output-file",
-            p(&sig),
-        ]);
-        let v = openssl(&[
-            "dgst",
-            "-sha256",
-            "-verify",
-            p(&public),
-            "-signature",
-            p(&sig),
-            p(&data),
-        ]);
-        assert!(v.contains("Verified OK"), "slot {id}: {v}");
     }
-    let msg = dir.join("msg.txt");
-    std::fs::write(&msg, b"for the escrowed key management key").unwrap();
-    let enc = dir.join("msg.enc");
-    openssl(&[
-        "pkeyutl",
-        "-encrypt",
-        "-certin",
-        "-inkey",
-        p(&dir.join("cert-03.pem")),
-        "-in",
-        p(&msg),
-        "-out",
-        p(&enc),
-    ]);
-    let dec = dir.join("msg.dec");
-    pkcs11(&[
-        "--decrypt",
-        "--id",
-        "03",
-        "-m",
-        "RSA-PKCS",
-        "--input-file",
-        p(&enc),
-        "--output-file",
-        p(&dec),
-    ]);
-    assert_eq!(std::fs::read(&dec).unwrap(), std::fs::read(&msg).unwrap());
 }
 
 #[test]

@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use tests::harness::{
-    self, run_ok, Running, Scratch, OPENSC_PKCS11, OPENSSL, PKCS11_TOOL, PKCS15_TOOL, PORT_0, READER_0,
-    YUBICO_PIV_TOOL,
+    self, Running, Scratch, OPENSC_PKCS11, OPENSSL, PKCS11_TOOL, PKCS15_TOOL, PORT_0, YUBICO_PIV_TOOL,
 };
+use tests::opensc::{self, openssl};
 
 use crate::yubico::{ca_certificate, ykpiv};
 
@@ -15,16 +15,8 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// `pkcs11-tool --module opensc-pkcs11.so --login --pin 123456 ARGS`.
-fn pkcs11(args: &[&str]) -> String {
-    let mut all = vec!["--module", OPENSC_PKCS11, "--login", "--pin", "123456"];
-    all.extend_from_slice(args);
-    run_ok(PKCS11_TOOL.program, &all)
-}
-
-fn openssl(args: &[&str]) -> String {
-    run_ok(OPENSSL.program, args)
-}
+/// The blank card's default PIN.
+const PIN: &str = "123456";
 
 #[test]
 fn opensc_lists_signs_and_decrypts_with_p256_in_9a_and_rsa2048_in_9d() {
@@ -79,104 +71,25 @@ fn opensc_lists_signs_and_decrypts_with_p256_in_9a_and_rsa2048_in_9d() {
     ykpiv(&["-a", "import-certificate", "-s", "9d", "-i", p(&cert9d)]);
 
     // pkcs15-tool lists both certificates and reads them back.
-    let list = run_ok(PKCS15_TOOL.program, ["--reader", READER_0, "--list-certificates"]);
+    let list = opensc::list_certificates();
     assert!(list.contains("[Certificate for PIV Authentication]"), "{list}");
     assert!(list.contains("[Certificate for Key Management]"), "{list}");
     assert!(list.contains("ID             : 01"), "{list}");
     assert!(list.contains("ID             : 03"), "{list}");
-    let read = |id: &str, out: &Path| {
-        run_ok(
-            PKCS15_TOOL.program,
-            ["--reader", READER_0, "--read-certificate", id, "--output", p(out)],
-        );
-        let pubkey = s.join(&format!("card-{id}.pub.pem"));
-        openssl(&["x509", "-in", p(out), "-pubkey", "-noout", "-out", p(&pubkey)]);
-        pubkey
-    };
-    let card9a = read("01", &s.join("card-01.pem"));
-    let card9d = read("03", &s.join("card-03.pem"));
+    let (card_cert9a, card9a) = opensc::read_certificate(s.path(), "01");
+    let (card_cert9d, card9d) = opensc::read_certificate(s.path(), "03");
     // The certificates read from the card are the ones written.
     let fingerprint = |c: &Path| openssl(&["x509", "-in", p(c), "-noout", "-fingerprint", "-sha256"]);
-    assert_eq!(fingerprint(&s.join("card-01.pem")), fingerprint(&cert9a));
-    assert_eq!(fingerprint(&s.join("card-03.pem")), fingerprint(&cert9d));
+    assert_eq!(fingerprint(&card_cert9a), fingerprint(&cert9a));
+    assert_eq!(fingerprint(&card_cert9d), fingerprint(&cert9d));
 
     // pkcs11-tool signs with both; openssl verifies against the card's
     // certificates.
     let data = s.join("data.txt");
     std::fs::write(&data, b"Cardsmith end-to-end: sign me\n").unwrap();
-    let sig9a = s.join("sig9a.der");
-    pkcs11(&[
-        "--sign",
-        "--id",
-        "01",
-        "-m",
-        "ECDSA-SHA256",
-        "--signature-format",
-        "openssl",
-        "--input-file",
-        p(&data),
-        "--output-file",
-        p(&sig9a),
-    ]);
-    let v = openssl(&[
-        "dgst",
-        "-sha256",
-        "-verify",
-        p(&card9a),
-        "-signature",
-        p(&sig9a),
-        p(&data),
-    ]);
-    assert!(v.contains("Verified OK"), "{v}");
-    let sig9d = s.join("sig9d.bin");
-    pkcs11(&[
-        "--sign",
-        "--id",
-        "03",
-        "-m",
-        "SHA256-RSA-PKCS",
-        "--input-file",
-        p(&data),
-        "--output-file",
-        p(&sig9d),
-    ]);
-    let v = openssl(&[
-        "dgst",
-        "-sha256",
-        "-verify",
-        p(&card9d),
-        "-signature",
-        p(&sig9d),
-        p(&data),
-    ]);
-    assert!(v.contains("Verified OK"), "{v}");
+    opensc::sign_and_verify(s.path(), PIN, "01", "ECDSA-SHA256", &card9a, &data);
+    opensc::sign_and_verify(s.path(), PIN, "03", "SHA256-RSA-PKCS", &card9d, &data);
 
     // A message encrypted to the 9D certificate decrypts on the card.
-    let msg = s.join("msg.txt");
-    std::fs::write(&msg, b"for the key management key only").unwrap();
-    let enc = s.join("msg.enc");
-    openssl(&[
-        "pkeyutl",
-        "-encrypt",
-        "-certin",
-        "-inkey",
-        p(&cert9d),
-        "-in",
-        p(&msg),
-        "-out",
-        p(&enc),
-    ]);
-    let dec = s.join("msg.dec");
-    pkcs11(&[
-        "--decrypt",
-        "--id",
-        "03",
-        "-m",
-        "RSA-PKCS",
-        "--input-file",
-        p(&enc),
-        "--output-file",
-        p(&dec),
-    ]);
-    assert_eq!(std::fs::read(&dec).unwrap(), std::fs::read(&msg).unwrap());
+    opensc::decrypts_on_card(s.path(), PIN, "03", &cert9d);
 }
