@@ -205,3 +205,71 @@ fn yubico_piv_tool_manages_a_blank_card_and_ctrl_c_keeps_the_changes() {
     assert_eq!(verify(&mut t, b"654321"), StatusWord::Success);
     assert_ne!(verify(&mut t, b"123456"), StatusWord::Success);
 }
+
+/// `-a selfsign-certificate` either works with the card (a certificate the
+/// card signed, for the key it generated), or fails inside the tool before
+/// the card is asked to sign: Debian 12's yubico-piv-tool 2.2.0 on OpenSSL
+/// 3 does the latter with any card (upstream issue #388). Either way the
+/// card is not at fault; the test says which happened.
+#[test]
+fn selfsign_certificate_works_or_fails_in_the_tool_before_reaching_the_card() {
+    let _readers = harness::lock_readers();
+    let scratch = Scratch::new();
+    let card = scratch.blank("00006050", "selfsign.vsc");
+    let served = Running::serve(&scratch, &card, PORT_0);
+    let public = scratch.join("pub9a.pem");
+    ykpiv(&["-a", "generate", "-s", "9a", "-A", "ECCP256", "-o", p(&public)]);
+    let before = served.stderr.all().len();
+    let cert = scratch.join("self9a.pem");
+    let ran = run(
+        YUBICO_PIV_TOOL.program,
+        [
+            "-r",
+            READER,
+            "-a",
+            "verify-pin",
+            "-P",
+            "123456",
+            "-a",
+            "selfsign-certificate",
+            "-s",
+            "9a",
+            "-S",
+            "/CN=selfsigned/",
+            "-i",
+            p(&public),
+            "-o",
+            p(&cert),
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let commands: Vec<String> = served.stderr.all().split_off(before);
+    let signed_on_card = commands.iter().any(|l| l.contains("INS 87 SW 9000"));
+    if ran.status.success() {
+        assert!(
+            signed_on_card,
+            "a certificate without the card signing: {commands:?}"
+        );
+        let text = run_ok(OPENSSL.program, ["x509", "-in", p(&cert), "-noout", "-subject"]);
+        assert!(text.contains("selfsigned"), "{text}");
+        let v = run_ok(OPENSSL.program, ["verify", "-CAfile", p(&cert), p(&cert)]);
+        assert!(v.trim_end().ends_with(": OK"), "{v}");
+        eprintln!("yubico-piv-tool -a selfsign-certificate works with the card");
+    } else {
+        let stderr = String::from_utf8_lossy(&ran.stderr);
+        assert!(stderr.contains("Failed signing certificate"), "{stderr}");
+        assert!(
+            !commands.iter().any(|l| l.contains("INS 87")),
+            "the tool failed after the card was asked to sign: {commands:?}\n{stderr}"
+        );
+        assert!(
+            commands.iter().any(|l| l.contains("INS 20 SW 9000")),
+            "the PIN was verified first: {commands:?}"
+        );
+        eprintln!(
+            "note: yubico-piv-tool -a selfsign-certificate failed inside the tool ({}) before any \
+             GENERAL AUTHENTICATE reached the card (upstream #388 with OpenSSL 3)",
+            stderr.trim()
+        );
+    }
+}
