@@ -32,6 +32,7 @@ mod store;
 pub use csv_input::{RowError, RowErrors, RECORD_ID_COLUMN};
 pub use store::{
     CardResult, JobCounts, JobError, JobStore, Recorded, Reservation, Reserved, StaleRequest, Submission,
+    MAX_CARD_FAILURES,
 };
 
 /// The longest job name, record id, station name or request id accepted.

@@ -177,8 +177,16 @@ async fn from_init_to_audit_verify() {
     assert_eq!(ran.code, 0, "{}", ran.text());
     let lines: Vec<&str> = ran.stdout.lines().collect();
     assert!(lines[0].starts_with("JOB"), "{}", ran.stdout);
+    assert!(
+        lines[0].trim_end().ends_with("VOIDED MAX-RT  HELD"),
+        "{}",
+        ran.stdout
+    );
     let cols: Vec<&str> = lines[1].split_whitespace().collect();
-    assert_eq!(cols, ["people", "employee-badge", "3", "0", "3", "0", "0", "0"]);
+    assert_eq!(
+        cols,
+        ["people", "employee-badge", "3", "0", "3", "0", "0", "0", "0"]
+    );
 
     // enroll-station: a bundle, mode 0600, never overwritten.
     let bundle_path = dir.path().join("desk-1.bundle");
@@ -224,7 +232,10 @@ async fn from_init_to_audit_verify() {
     let ran = run(&["job", "status", "people", "--data", &d(&data)]);
     assert_eq!(ran.code, 0);
     let cols: Vec<&str> = ran.stdout.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(cols, ["people", "employee-badge", "3", "3", "0", "0", "0", "2"]);
+    assert_eq!(
+        cols,
+        ["people", "employee-badge", "3", "3", "0", "0", "0", "2", "0"]
+    );
 
     // job mailers: the PINs and PUKs the keyserver generated, for the PIN
     // mailers; each PIN opens its card.

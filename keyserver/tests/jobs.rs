@@ -7,7 +7,7 @@ mod support;
 
 use std::collections::HashSet;
 
-use keyserver::jobs::{CardResult, JobError, JobStore, Reservation, Submission};
+use keyserver::jobs::{CardResult, JobError, JobStore, Reservation, Submission, MAX_CARD_FAILURES};
 use keyserver::ports::{CardOutcome, IssuedSecrets};
 use support::engine::{FakeEngine, PROFILE};
 use support::{people, records_key, scan_dir};
@@ -352,4 +352,38 @@ fn records_and_issued_secrets_are_sealed() {
     assert!(wrong.lookup("desk-1", "b").unwrap().is_none());
     assert_eq!(wrong.status(Some("people")).unwrap()[0].in_flight, 0);
     assert!(JobStore::open(&db, &AesKey::from_slice(&[1; 16]).unwrap()).is_err());
+}
+
+#[test]
+fn a_record_whose_cards_keep_failing_is_held_not_queued_again() {
+    let (_d, _db, jobs) = store();
+    submit(&jobs, "people", &people(2)).unwrap();
+    // A keyserver restart or a vanished station is not the record's
+    // fault: those voids do not count.
+    jobs.reserve("desk-1", "restart", "people", "", &[]).unwrap();
+    jobs.void_in_flight("keyserver restarted").unwrap();
+    // r1's cards fail, one after another.
+    for attempt in 1..=MAX_CARD_FAILURES {
+        let id = format!("fail-{attempt}");
+        let (r, _) = jobs.reserve("desk-1", &id, "people", "", &[]).unwrap();
+        assert_eq!(reserved_record(&r), "r1");
+        let rec = jobs
+            .finish("desk-1", &id, &void("the card refused PUT DATA"), None)
+            .unwrap();
+        assert!(!rec.issued);
+        assert_eq!(rec.held, attempt == MAX_CARD_FAILURES, "attempt {attempt}");
+    }
+    let s = &jobs.status(Some("people")).unwrap()[0];
+    assert_eq!(
+        (s.total, s.issued, s.queued, s.in_flight, s.voided, s.held),
+        (2, 0, 1, 0, 1 + u64::from(MAX_CARD_FAILURES), 1)
+    );
+    // r1 is held: the next card gets r2, then nothing is left.
+    let (r, _) = jobs.reserve("desk-1", "next", "people", "", &[]).unwrap();
+    assert_eq!(reserved_record(&r), "r2");
+    jobs.finish("desk-1", "next", &issued(), None).unwrap();
+    let e = jobs.reserve("desk-1", "more", "people", "", &[]).unwrap_err();
+    assert!(matches!(e, JobError::NoQueuedRecord { .. }), "{e}");
+    let s = &jobs.status(Some("people")).unwrap()[0];
+    assert_eq!((s.issued, s.queued, s.in_flight, s.held), (1, 0, 0, 1));
 }

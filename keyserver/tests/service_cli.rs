@@ -104,10 +104,16 @@ async fn job_submit_and_status() {
     let out = keyserver(args(&["job", "status"], h.data())).await;
     assert!(out.status.success());
     let table = text(&out.stdout);
-    assert!(table.contains("IN-FLIGHT") && table.contains("VOIDED"), "{table}");
+    assert!(
+        table.contains("IN-FLIGHT") && table.contains("VOIDED") && table.contains("HELD"),
+        "{table}"
+    );
     let row = table.lines().find(|l| l.starts_with("people ")).unwrap();
     let cols: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(cols, vec!["people", "test-piv", "4", "0", "4", "0", "0", "0"]);
+    assert_eq!(
+        cols,
+        vec!["people", "test-piv", "4", "0", "4", "0", "0", "0", "0"]
+    );
     let out = keyserver(args(&["job", "status", "nope"], h.data())).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(

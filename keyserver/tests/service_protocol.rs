@@ -41,7 +41,8 @@ fn lost(reason: pb::CardLostReason, detail: &str) -> pb::Reply {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_card_s_reason_is_in_its_void_reason() {
     let h = Harness::start().await;
-    h.submit("batch", &people(1)).await;
+    // Two records: each is held after its third failed card.
+    h.submit("batch", &people(2)).await;
     let st = TestStation::connect(&h.enroll("desk-1", &[]).await)
         .await
         .unwrap();
@@ -112,7 +113,14 @@ async fn a_lost_card_s_reason_is_in_its_void_reason() {
         assert!(audited.detail.contains(want), "{audited:?}");
     }
     let s = h.status("batch").await;
-    assert_eq!((s.issued, s.voided, s.queued), (0, 6, 1));
+    assert_eq!((s.issued, s.voided, s.queued, s.held), (0, 6, 0, 2));
+    let held = h.audit.with_action("record.held");
+    assert_eq!(held.len(), 2, "{held:?}");
+    assert!(
+        held.iter()
+            .all(|e| e.detail.contains("3 cards failed") && e.detail.contains("new job")),
+        "{held:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -180,6 +180,7 @@ pub struct JobRow {
     pub in_flight: u64,
     pub voided: u64,
     pub max_round_trips: u32,
+    pub held: u64,
 }
 
 /// One row of `keyserver archive list`.
@@ -346,6 +347,7 @@ impl Keyserver {
             in_flight: n(5),
             voided: n(6),
             max_round_trips: u32::try_from(n(7)).unwrap_or(u32::MAX),
+            held: n(8),
         }
     }
 

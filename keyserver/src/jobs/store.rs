@@ -101,13 +101,23 @@ pub struct JobCounts {
     pub stock: String,
     pub total: u64,
     pub issued: u64,
-    /// Cards voided (each void puts its record back in the queue).
+    /// Cards voided (each void puts its record back in the queue, until
+    /// the record is held).
     pub voided: u64,
     pub queued: u64,
     pub in_flight: u64,
+    /// Records held after [`MAX_CARD_FAILURES`] failed cards: not queued
+    /// again (correct the record and submit it in a new job).
+    pub held: u64,
     /// The most round trips any card of the job took.
     pub max_round_trips: u32,
 }
+
+/// After this many of its cards failed (voided when the card itself
+/// failed: removed, refused, an error — not a keyserver restart or a
+/// station that vanished), a record is held rather than queued again, so
+/// that one bad record cannot use up the card stock.
+pub const MAX_CARD_FAILURES: u32 = 3;
 
 /// A record reserved for a station's request. (Its `Debug` leaves out the
 /// record's fields: they hold secrets.)
@@ -140,6 +150,8 @@ pub struct Recorded {
     pub job: String,
     pub record_id: String,
     pub issued: bool,
+    /// The record is held: this void was its last allowed failure.
+    pub held: bool,
     pub reason: String,
     pub serial: Option<u32>,
     pub round_trips: u32,
@@ -183,12 +195,19 @@ struct JobMeta {
     queued: u64,
     in_flight: u64,
     max_round_trips: u32,
+    /// Records held (absent in job stores written before holding existed).
+    #[serde(default)]
+    held: u64,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 enum RecordState {
     Queued,
+    /// Too many of its cards failed: not queued again.
+    Held {
+        reason: String,
+    },
     InFlight {
         station: String,
         request_id: String,
@@ -408,6 +427,7 @@ impl JobStore {
             queued: total,
             in_flight: 0,
             max_round_trips: 0,
+            held: 0,
         };
 
         let _guard = self.lock();
@@ -451,6 +471,7 @@ impl JobStore {
                 voided: m.voided,
                 queued: m.queued,
                 in_flight: m.in_flight,
+                held: m.held,
                 max_round_trips: m.max_round_trips,
             })
         };
@@ -511,6 +532,8 @@ impl JobStore {
                 job: entry.job,
                 record_id: entry.record_id,
                 issued,
+                // (What the station is told again needs only the outcome.)
+                held: false,
                 reason,
                 serial,
                 round_trips,
@@ -696,15 +719,18 @@ impl JobStore {
         secrets: Option<&IssuedSecrets>,
     ) -> Result<Recorded, JobError> {
         let _guard = self.lock();
-        self.finish_locked(station, request_id, result, secrets)
+        self.finish_locked(station, request_id, result, secrets, true)
     }
 
+    /// `card_failed`: a void counts against the record (the card itself
+    /// failed), see [`MAX_CARD_FAILURES`].
     fn finish_locked(
         &self,
         station: &str,
         request_id: &str,
         result: &CardResult,
         secrets: Option<&IssuedSecrets>,
+        card_failed: bool,
     ) -> Result<Recorded, JobError> {
         let rkey = key2(station, request_id);
         let what_req = || format!("station {station:?} request {request_id:?}");
@@ -742,6 +768,7 @@ impl JobStore {
             }
             _ => None,
         };
+        let held = std::cell::Cell::new(false);
         let finished = RequestEntry {
             state: RequestState::Finished {
                 issued,
@@ -784,11 +811,21 @@ impl JobStore {
                     }
                 } else {
                     meta.voided += 1;
-                    meta.queued += 1;
-                    rec.voids = rec.voids.saturating_add(1);
-                    rec.state = RecordState::Queued;
-                    queue.insert(queue_key(&job, rec.seq), record_id.as_bytes())?;
+                    if card_failed {
+                        rec.voids = rec.voids.saturating_add(1);
+                    }
+                    if card_failed && rec.voids >= MAX_CARD_FAILURES {
+                        meta.held += 1;
+                        rec.state = RecordState::Held {
+                            reason: reason.clone(),
+                        };
+                    } else {
+                        meta.queued += 1;
+                        rec.state = RecordState::Queued;
+                        queue.insert(queue_key(&job, rec.seq), record_id.as_bytes())?;
+                    }
                 }
+                held.set(matches!(rec.state, RecordState::Held { .. }));
                 tx_put(recs, &rk, &rec, what_rec)?;
                 tx_put(jobs, job.as_bytes(), &meta, what_job)?;
                 tx_put(reqs, &rkey, &finished, what_req)?;
@@ -800,6 +837,7 @@ impl JobStore {
             job,
             record_id,
             issued,
+            held: held.get(),
             reason,
             serial: result.serial,
             round_trips: result.round_trips,
@@ -873,7 +911,8 @@ impl JobStore {
                 serial: None,
                 round_trips: 0,
             };
-            self.finish_locked(&r.station, &r.request_id, &result, None)?;
+            // A restart or a vanished station is not the record's fault.
+            self.finish_locked(&r.station, &r.request_id, &result, None, false)?;
             voided.push(r);
         }
         Ok(voided)

@@ -67,15 +67,15 @@ pub async fn connect(data: &Path, max_message: usize) -> Result<AdminClient<Chan
 /// A job's status as a table row.
 pub fn status_line(s: &pb::JobStatus) -> String {
     format!(
-        "{:<24} {:<16} {:>7} {:>7} {:>7} {:>9} {:>6} {:>6}",
-        s.job, s.profile, s.total, s.issued, s.queued, s.in_flight, s.voided, s.max_round_trips
+        "{:<24} {:<16} {:>7} {:>7} {:>7} {:>9} {:>6} {:>6} {:>5}",
+        s.job, s.profile, s.total, s.issued, s.queued, s.in_flight, s.voided, s.max_round_trips, s.held
     )
 }
 
 /// The header of [`status_line`]'s table.
 pub fn status_header() -> String {
     format!(
-        "{:<24} {:<16} {:>7} {:>7} {:>7} {:>9} {:>6} {:>6}",
-        "JOB", "PROFILE", "TOTAL", "ISSUED", "QUEUED", "IN-FLIGHT", "VOIDED", "MAX-RT"
+        "{:<24} {:<16} {:>7} {:>7} {:>7} {:>9} {:>6} {:>6} {:>5}",
+        "JOB", "PROFILE", "TOTAL", "ISSUED", "QUEUED", "IN-FLIGHT", "VOIDED", "MAX-RT", "HELD"
     )
 }

@@ -492,6 +492,7 @@ impl Card {
                     job: self.reserved.job.clone(),
                     record_id: self.reserved.record.id.clone(),
                     issued: false,
+                    held: false,
                     reason: format!("the keyserver could not record the card's end: {why}"),
                     serial: finished.serial,
                     round_trips: self.round_trips,
@@ -533,6 +534,24 @@ impl Card {
                 ),
             )
             .await;
+        if recorded.held {
+            tracing::warn!(job = %recorded.job, record = %recorded.record_id,
+                "record held: {} of its cards failed; it is not queued again", crate::jobs::MAX_CARD_FAILURES);
+            self.shared
+                .audit(
+                    "keyserver",
+                    "record.held",
+                    &format!("job {} record {}", recorded.job, recorded.record_id),
+                    true,
+                    format!(
+                        "{} cards failed, the last: {}; not queued again (correct the record and submit it \
+                         in a new job)",
+                        crate::jobs::MAX_CARD_FAILURES,
+                        recorded.reason
+                    ),
+                )
+                .await;
+        }
         self.shared
             .to_control(
                 &station,

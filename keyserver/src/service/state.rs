@@ -331,6 +331,7 @@ pub(crate) fn job_status_pb(c: &JobCounts) -> pb::JobStatus {
         queued: c.queued,
         in_flight: c.in_flight,
         max_round_trips: c.max_round_trips,
+        held: c.held,
     }
 }
 

@@ -218,6 +218,7 @@ impl Fake {
             queued: db.queued,
             in_flight: db.in_flight.len() as u64,
             max_round_trips: 2,
+            held: 0,
         }
     }
 
