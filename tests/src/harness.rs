@@ -471,37 +471,29 @@ impl Lines {
 /// A `vsc serve` or `vsc feeder` child process. Dropping it kills the
 /// process and waits for it, then for pcscd to see its reader(s) empty.
 pub struct Running {
-    child: Option<Child>,
+    proc: Proc,
     readers: Vec<&'static str>,
-    pub stdout: Lines,
-    pub stderr: Lines,
-    what: String,
+}
+
+impl std::ops::Deref for Running {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
 }
 
 impl Running {
     /// Starts `vsc <args>`; `readers` are the readers it serves.
     pub fn vsc(args: &[String], readers: Vec<&'static str>) -> Self {
-        let mut child = Command::new(vsc_bin())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start vsc {args:?}: {e}"));
-        let stdout = Lines::default();
-        let stderr = Lines::default();
-        if let Some(s) = child.stdout.take() {
-            stdout.collect(s);
-        }
-        if let Some(s) = child.stderr.take() {
-            stderr.collect(s);
-        }
         Running {
-            child: Some(child),
+            proc: Proc::spawn(vsc_bin(), args, &[]),
             readers,
-            stdout,
-            stderr,
-            what: format!("vsc {}", args.join(" ")),
         }
     }
 
@@ -521,24 +513,119 @@ impl Running {
         r
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
     /// Sends SIGINT (Ctrl-C) and waits for the exit; the exit code.
     pub fn interrupt(&mut self) -> Option<i32> {
-        let pid = self.pid().to_string();
-        run_ok("kill", ["-INT", pid.as_str()]);
+        self.proc.signal("INT");
         self.wait_exit(CARD_WAIT)
     }
 
     /// Waits for the process to end by itself; its exit code (`None`:
     /// killed by a signal). Panics after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        self.proc.wait(timeout)
+    }
+}
+
+/// A child process with its output collected; killed when dropped.
+pub struct Proc {
+    child: Option<Child>,
+    pub stdout: Lines,
+    pub stderr: Lines,
+    what: String,
+}
+
+impl Proc {
+    pub fn spawn(program: &Path, args: &[String], env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} {args:?}: {e}", program.display()));
+        let stdout = Lines::default();
+        let stderr = Lines::default();
+        if let Some(s) = child.stdout.take() {
+            stdout.collect(s);
+        }
+        if let Some(s) = child.stderr.take() {
+            stderr.collect(s);
+        }
+        Proc {
+            child: Some(child),
+            stdout,
+            stderr,
+            what: format!("{} {}", program.display(), args.join(" ")),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`) to this process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().to_string();
+        let out = run("kill", [format!("-{name}"), pid]);
+        assert!(out.status.success(), "kill -{name} {}: {}", self.what, text(&out));
+    }
+
+    /// SIGKILL, and the process reaped.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for the end; the exit code (`None`: ended by a signal).
+    /// Panics after `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
         let (stdout, stderr) = (self.stdout.clone(), self.stderr.clone());
         wait_child(&mut self.child, &self.what, timeout, || {
-            format!("stdout: {:?}\nstderr: {:?}", stdout.all(), stderr.all())
+            format!(
+                "stdout (last 30): {:?}\nstderr (last 30): {:?}",
+                last(&stdout.all(), 30),
+                last(&stderr.all(), 30)
+            )
         })
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{}\nstdout (last 40): {:#?}\nstderr (last 40): {:#?}",
+            self.what,
+            last(&self.stdout.all(), 40),
+            last(&self.stderr.all(), 40)
+        )
+    }
+}
+
+/// A finished command's exit status and output, for messages.
+pub(crate) fn text(o: &Output) -> String {
+    format!(
+        "exit {}\n--- stdout\n{}--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn last(v: &[String], n: usize) -> Vec<String> {
+    v[v.len().saturating_sub(n)..].to_vec()
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -572,10 +659,7 @@ pub fn wait_child(
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.proc.kill();
         // The next test must not see this card still "present": wait until
         // pcscd noticed the removal (best effort: no panic in drop).
         for reader in &self.readers {

@@ -9,12 +9,13 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::{root, run, Lines};
+pub use crate::harness::Proc;
+use crate::harness::{root, run, text};
 
 /// How long a process may take to get ready or to end before the test
 /// calls it hung (a guard, never a speed check).
@@ -54,108 +55,6 @@ pub fn free_port() -> u16 {
     l.local_addr()
         .unwrap_or_else(|e| panic!("no local address: {e}"))
         .port()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {}\n--- stdout\n{}--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// A child process with its output collected; killed when dropped.
-pub struct Proc {
-    child: Option<Child>,
-    pub stdout: Lines,
-    pub stderr: Lines,
-    what: String,
-}
-
-impl Proc {
-    pub fn spawn(program: &Path, args: &[String], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} {args:?}: {e}", program.display()));
-        let stdout = Lines::default();
-        let stderr = Lines::default();
-        if let Some(s) = child.stdout.take() {
-            stdout.collect(s);
-        }
-        if let Some(s) = child.stderr.take() {
-            stderr.collect(s);
-        }
-        Proc {
-            child: Some(child),
-            stdout,
-            stderr,
-            what: format!("{} {}", program.display(), args.join(" ")),
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
-    }
-
-    /// Sends a signal by name (`TERM`, `INT`, `KILL`) to this process.
-    pub fn signal(&self, name: &str) {
-        let pid = self.pid().to_string();
-        let out = run("kill", [format!("-{name}"), pid]);
-        assert!(out.status.success(), "kill -{name} {}: {}", self.what, text(&out));
-    }
-
-    /// SIGKILL, and the process reaped.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Waits for the end; the exit code (`None`: ended by a signal).
-    /// Panics after `timeout`.
-    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let (stdout, stderr) = (self.stdout.clone(), self.stderr.clone());
-        crate::harness::wait_child(&mut self.child, &self.what, timeout, || {
-            format!(
-                "stdout (last 30): {:?}\nstderr (last 30): {:?}",
-                last(&stdout.all(), 30),
-                last(&stderr.all(), 30)
-            )
-        })
-    }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "{}\nstdout (last 40): {:#?}\nstderr (last 40): {:#?}",
-            self.what,
-            last(&self.stdout.all(), 40),
-            last(&self.stderr.all(), 40)
-        )
-    }
-}
-
-fn last(v: &[String], n: usize) -> Vec<String> {
-    v[v.len().saturating_sub(n)..].to_vec()
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// A keyserver made with `keyserver init` (two custodians, components in
