@@ -32,6 +32,8 @@ use tests::cardlink::{CardLink, Exchange};
 use tests::harness::{self, Running, Scratch, PORT_0, PORT_1, READER_0};
 use tests::netdelay::NetDelay;
 use tests::stack::{piv_escrow_csv, Keyserver, StationRun, PATIENCE};
+use vsc::codec::ResponseApdu;
+use vsc::scp03::InitializeUpdateResponse;
 
 /// A keyserver with one piv-escrow job of `records` records (its RSA pool
 /// full before the clock starts), a station enrolled, blank stock and a
@@ -103,19 +105,8 @@ impl Desk {
 
     fn feeder(&self, ports: &[u16]) -> Running {
         let ports = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
-        let mut args: Vec<String> = [
-            "feeder",
-            "--ports",
-            &ports,
-            "--stock",
-            self.stock.to_str().unwrap(),
-            "--out",
-            self.out.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(self.scratch.kek_args());
-        Running::vsc(&args, vec![])
+        self.scratch
+            .feeder(&self.stock, &self.out, &["--ports", &ports], vec![])
     }
 }
 
@@ -188,7 +179,8 @@ fn sim_run(readers: usize, per_reader: usize, card: Duration) -> Run {
 }
 
 /// The recorded exchanges of each card by serial (from the key
-/// diversification data INITIALIZE UPDATE returned: its last 4 bytes).
+/// diversification data INITIALIZE UPDATE returned, as `piv::open_scp03`
+/// reads it: its last 4 bytes).
 fn recordings(link: &CardLink) -> Vec<(String, Vec<Exchange>)> {
     let all = link.exchanges();
     let mut ids: Vec<u64> = all.iter().map(|e| e.card).collect();
@@ -198,8 +190,12 @@ fn recordings(link: &CardLink) -> Vec<(String, Vec<Exchange>)> {
         .filter_map(|id| {
             let ex: Vec<Exchange> = all.iter().filter(|e| e.card == id).cloned().collect();
             let iu = ex.iter().find(|e| e.command.get(1) == Some(&0x50))?;
-            let serial = iu.response.get(6..10)?;
-            let serial = u32::from_be_bytes(serial.try_into().ok()?);
+            let response = ResponseApdu::parse(&iu.response).ok()?;
+            let kdd = InitializeUpdateResponse::from_response(&response)
+                .ok()?
+                .key_diversification_data;
+            let [.., a, b, c, d] = kdd;
+            let serial = u32::from_be_bytes([a, b, c, d]);
             Some((format!("{serial:08}"), ex))
         })
         .collect()

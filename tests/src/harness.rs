@@ -400,6 +400,21 @@ impl Scratch {
     }
 
     /// A blank card `serial` (decimal) as `<name>`.
+    /// `vsc feeder --stock STOCK --out OUT EXTRA…` with the scratch KEK;
+    /// `readers` are the readers to see empty once it is dropped.
+    pub fn feeder(&self, stock: &Path, out: &Path, extra: &[&str], readers: Vec<&'static str>) -> Running {
+        let mut args: Vec<String> = vec![
+            "feeder".into(),
+            "--stock".into(),
+            stock.to_string_lossy().into_owned(),
+            "--out".into(),
+            out.to_string_lossy().into_owned(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_string()));
+        args.extend(self.kek_args());
+        Running::vsc(&args, readers)
+    }
+
     /// `count` blank cards from serial `first` (`vsc blank --serials`) in
     /// the new folder `dir` of the scratch space; the folder.
     pub fn blank_stock(&self, dir: &str, first: u32, count: u32) -> PathBuf {

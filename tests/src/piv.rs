@@ -163,18 +163,27 @@ pub fn open_scp03(t: &mut impl CardTransport) -> Result<(HostSession, u32), Host
     Ok((session, u32::from_be_bytes([a, b, c, d])))
 }
 
-/// The card's key diversification data (INITIALIZE UPDATE with key
-/// version `kvn`; the card refuses a key version it does not hold).
-pub fn key_diversification_data(t: &mut impl CardTransport, kvn: u8) -> Result<[u8; 10], HostError> {
-    let iu = InitializeUpdate::new(kvn, rand::random()).to_command();
-    let r = exchange(t, &iu, false)?;
+/// INITIALIZE UPDATE with key version `kvn` and `host_challenge`; the
+/// card's answer (it refuses a key version it does not hold).
+fn initialize_update(
+    t: &mut impl CardTransport,
+    kvn: u8,
+    host_challenge: [u8; 8],
+) -> Result<InitializeUpdateResponse, HostError> {
+    let r = exchange(t, &InitializeUpdate::new(kvn, host_challenge).to_command(), false)?;
     if r.sw != StatusWord::Success {
         return Err(HostError::Status {
             step: "INITIALIZE UPDATE",
             sw: r.sw,
         });
     }
-    Ok(InitializeUpdateResponse::from_response(&r)?.key_diversification_data)
+    Ok(InitializeUpdateResponse::from_response(&r)?)
+}
+
+/// The card's key diversification data (INITIALIZE UPDATE with key
+/// version `kvn`; the card refuses a key version it does not hold).
+pub fn key_diversification_data(t: &mut impl CardTransport, kvn: u8) -> Result<[u8; 10], HostError> {
+    Ok(initialize_update(t, kvn, rand::random())?.key_diversification_data)
 }
 
 /// An SCP03 session opened with key set `kvn` = `keys` at security level
@@ -185,15 +194,7 @@ pub fn open_scp03_with(
     keys: &StaticKeys,
 ) -> Result<(HostSession, [u8; 10]), HostError> {
     let host_challenge: [u8; 8] = rand::random();
-    let iu = InitializeUpdate::new(kvn, host_challenge).to_command();
-    let r = exchange(t, &iu, false)?;
-    if r.sw != StatusWord::Success {
-        return Err(HostError::Status {
-            step: "INITIALIZE UPDATE",
-            sw: r.sw,
-        });
-    }
-    let resp = InitializeUpdateResponse::from_response(&r)?;
+    let resp = initialize_update(t, kvn, host_challenge)?;
     let kdd = resp.key_diversification_data;
     let (ext_auth, session) = HostSession::open(keys, host_challenge, &resp, SecurityLevel::All, None)?;
     let r = exchange(t, &ext_auth, false)?;

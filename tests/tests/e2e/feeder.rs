@@ -18,18 +18,7 @@ fn feeder(scratch: &Scratch, stock: &Path, out: &Path) -> Running {
 }
 
 fn feeder_with(scratch: &Scratch, stock: &Path, out: &Path, extra: &[&str]) -> Running {
-    let mut args: Vec<String> = [
-        "feeder",
-        "--stock",
-        stock.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(extra.iter().map(|a| a.to_string()));
-    args.extend(scratch.kek_args());
-    Running::vsc(&args, vec![READER_0, READER_1])
+    scratch.feeder(stock, out, extra, vec![READER_0, READER_1])
 }
 
 fn names(dir: &Path) -> Vec<String> {

@@ -81,20 +81,12 @@ impl Bureau {
             }
             None => format!("{PORT_0}-{PORT_1}"),
         };
-        let mut args: Vec<String> = [
-            "feeder",
-            "--ports",
-            &ports,
-            "--stock",
-            p(&self.stock),
-            "--out",
-            p(&self.out),
-            "-v",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(self.scratch.kek_args());
-        Running::vsc(&args, vec![READER_0, READER_1])
+        self.scratch.feeder(
+            &self.stock,
+            &self.out,
+            &["--ports", &ports, "-v"],
+            vec![READER_0, READER_1],
+        )
     }
 
     fn station(&self, readers: &str, extra: &[&str]) -> StationRun {
