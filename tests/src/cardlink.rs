@@ -14,7 +14,7 @@
 //! the proxy closes the other.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -52,7 +52,7 @@ struct Log {
 struct Shared {
     delay: Duration,
     upstream: u16,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
     cards: AtomicU64,
     log: Mutex<Log>,
 }
@@ -72,24 +72,18 @@ impl CardLink {
     /// Listens on a free loopback port; each card that connects is linked
     /// to vpcd's `upstream` port, its commands delayed by `delay`.
     pub fn start(upstream: u16, delay: Duration) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("card link: cannot listen on loopback: {e}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("card link: no local address: {e}"))
-            .port();
-        listener
-            .set_nonblocking(true)
-            .unwrap_or_else(|e| panic!("card link: {e}"));
         let shared = Arc::new(Shared {
             delay,
             upstream,
-            stop: AtomicBool::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
             cards: AtomicU64::new(0),
             log: Mutex::new(Log::default()),
         });
         let s = shared.clone();
-        thread::spawn(move || accept_loop(&listener, &s));
+        let port = crate::harness::serve_loopback("card link", shared.stop.clone(), move |card| {
+            let id = s.cards.fetch_add(1, Ordering::SeqCst);
+            link(card, id, &s);
+        });
         CardLink { port, shared }
     }
 
@@ -124,20 +118,6 @@ impl CardLink {
 impl Drop for CardLink {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    while !shared.stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((card, _)) => {
-                let id = shared.cards.fetch_add(1, Ordering::SeqCst);
-                let s = shared.clone();
-                thread::spawn(move || link(card, id, &s));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(10)),
-            Err(_) => thread::sleep(Duration::from_millis(10)),
-        }
     }
 }
 

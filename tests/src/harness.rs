@@ -644,6 +644,39 @@ impl Drop for Proc {
     }
 }
 
+/// Listens on a free loopback port until `stop` is set, handing each
+/// connection (blocking) to `handle` on a thread of its own; the port.
+/// `what` names the listener in a failure.
+pub fn serve_loopback(
+    what: &str,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: impl Fn(std::net::TcpStream) + Send + Sync + 'static,
+) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("{what}: cannot listen on loopback: {e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{what}: no local address: {e}"))
+        .port();
+    listener
+        .set_nonblocking(true)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let handle = Arc::new(handle);
+    thread::spawn(move || {
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    let _ = conn.set_nonblocking(false);
+                    let handle = handle.clone();
+                    thread::spawn(move || handle(conn));
+                }
+                Err(_) => thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    port
+}
+
 /// Waits at most `timeout` for `child` to end, then takes it; its exit
 /// code (`None`: ended by a signal). Panics after `timeout` with
 /// `what` and `output()`, or if it was waited for already.

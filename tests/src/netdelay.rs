@@ -5,7 +5,7 @@
 //! through untouched.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -23,27 +23,9 @@ impl NetDelay {
     /// Listens on a free loopback port; each connection is linked to
     /// `127.0.0.1:upstream`, every byte delayed by `one_way` each way.
     pub fn start(upstream: u16, one_way: Duration) -> NetDelay {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("network delay: cannot listen on loopback: {e}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("network delay: no local address: {e}"))
-            .port();
-        listener
-            .set_nonblocking(true)
-            .unwrap_or_else(|e| panic!("network delay: {e}"));
         let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        let _ = client.set_nonblocking(false);
-                        thread::spawn(move || link(client, upstream, one_way));
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(5)),
-                }
-            }
+        let port = crate::harness::serve_loopback("network delay", stop.clone(), move |client| {
+            link(client, upstream, one_way)
         });
         NetDelay { port, stop }
     }
