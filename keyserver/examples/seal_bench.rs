@@ -37,6 +37,21 @@ impl ComponentDelivery for Collect {
     }
 }
 
+/// A new keystore in `data` (2 custodians, components kept in memory),
+/// unlocked.
+fn init_unlocked(data: &Path) -> Res<Unlocked> {
+    let mut c = Collect(Vec::new());
+    keystore::init(
+        data,
+        &InitOptions {
+            custodians: 2,
+            server_names: Vec::new(),
+        },
+        &mut c,
+    )?;
+    Ok(Unlocked::from_components(data, &c.0)?)
+}
+
 /// CPU time (user + system) of this process so far, from /proc/self/stat.
 fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -149,16 +164,7 @@ fn signing_cost() -> Res<()> {
 fn seal_rate(root: &Path, threads: usize, per_thread: usize) -> Res<()> {
     let dir = root.join(format!("seal-{threads}"));
     let data = dir.join("data");
-    let mut c = Collect(Vec::new());
-    keystore::init(
-        &data,
-        &InitOptions {
-            custodians: 2,
-            server_names: Vec::new(),
-        },
-        &mut c,
-    )?;
-    let u = Unlocked::from_components(&data, &c.0)?;
+    let u = init_unlocked(&data)?;
     let archive = u.open_archive()?;
     let audit = u.audit();
     let cards = master_vscs(u.archive_kek().1, threads * per_thread)?;
@@ -233,16 +239,7 @@ fn seal_rate(root: &Path, threads: usize, per_thread: usize) -> Res<()> {
 fn pool_rate(root: &Path) -> Res<()> {
     let dir = root.join("pool");
     let data = dir.join("data");
-    let mut c = Collect(Vec::new());
-    keystore::init(
-        &data,
-        &InitOptions {
-            custodians: 2,
-            server_names: Vec::new(),
-        },
-        &mut c,
-    )?;
-    let u = Unlocked::from_components(&data, &c.0)?;
+    let u = init_unlocked(&data)?;
     let pool = u.key_pool(PoolConfig { target: 0 })?;
     let t = Instant::now();
     pool.fill(20)?;

@@ -11,12 +11,12 @@ mod support;
 use std::sync::Arc;
 
 use e2e_support::process::{self, serve_args, Serve};
-use e2e_support::{blank, job_csv, profiles_dir, Collect};
+use e2e_support::{blank, init_keystore, job_csv, profiles_dir};
 use keyserver::archive::{self, ManifestEvent};
 use keyserver::issue::Engine;
 use keyserver::jobs::{JobStore, Reservation, Submission};
 use keyserver::keystore::pool::PoolConfig;
-use keyserver::keystore::{self, DataDir, InitOptions, Unlocked};
+use keyserver::keystore::{DataDir, Unlocked};
 use keyserver::ports::{CardOutcome, Escrow, IssuerKeys, SealRequest};
 use keyserver::recovery::{self, REQUEST_REASON, SEALED_REASON, UNREPORTED_REASON};
 use protos::bundle::StationBundle;
@@ -228,17 +228,7 @@ fn master_bytes(kek: &vsc::secret::AesKey, label: &str) -> (Uid, Vec<u8>) {
 #[test]
 fn recovery_settles_every_crash_window() {
     let dir = tempfile::tempdir().unwrap();
-    let mut delivery = Collect::default();
-    keystore::init(
-        dir.path(),
-        &InitOptions {
-            custodians: 2,
-            server_names: Vec::new(),
-        },
-        &mut delivery,
-    )
-    .unwrap();
-    let components = delivery.0;
+    let components = init_keystore(dir.path());
     let dd = DataDir::new(dir.path());
     let db_path = dir.path().join("service.sled");
     let (serial_b, serial_c, serial_d) = (501, 502, 503);

@@ -20,12 +20,7 @@ fn employee_badges_are_issued_and_verify() {
     for n in 0..3u32 {
         let serial = 2000 + n;
         let mut card = blank(serial);
-        let f = issue_card(
-            &rig.engine,
-            request(&card, "employee-badge", badge_record(n)),
-            &mut card,
-            |_, _| {},
-        );
+        let f = issue_badge(&rig, &mut card, n, |_, _| {});
         assert_eq!(f.round_trips, 2, "{:?}", f.outcome);
         assert_eq!(f.serial, Some(serial));
         // PIN and PUK are random: returned once, in the job output.
@@ -99,12 +94,7 @@ fn piv_escrow_cards_take_three_round_trips_and_verify() {
 fn data_objects_are_where_the_profile_put_them() {
     let rig = rig(0);
     let mut card = blank(4000);
-    let f = issue_card(
-        &rig.engine,
-        request(&card, "employee-badge", badge_record(7)),
-        &mut card,
-        |_, _| {},
-    );
+    let f = issue_badge(&rig, &mut card, 7, |_, _| {});
     assert!(issued(&f), "{:?}", f.outcome);
     reset(&mut card);
     let pin = f
@@ -189,12 +179,7 @@ fn every_card_gets_its_own_guid_and_keys() {
     let mut keys = Vec::new();
     for n in 0..3u32 {
         let mut card = blank(4100 + n);
-        let f = issue_card(
-            &rig.engine,
-            request(&card, "employee-badge", badge_record(n)),
-            &mut card,
-            |_, _| {},
-        );
+        let f = issue_badge(&rig, &mut card, n, |_, _| {});
         assert!(issued(&f));
         reset(&mut card);
         select_piv(&mut card);
@@ -212,12 +197,7 @@ fn every_card_gets_its_own_guid_and_keys() {
 fn a_card_of_the_wrong_stock_is_void_before_anything_is_sealed() {
     let rig = rig(0);
     let mut card = foreign_blank(5000);
-    let f = issue_card(
-        &rig.engine,
-        request(&card, "employee-badge", badge_record(0)),
-        &mut card,
-        |_, _| {},
-    );
+    let f = issue_badge(&rig, &mut card, 0, |_, _| {});
     let reason = void_reason(&f);
     assert!(
         reason.contains("card cryptogram is wrong") && reason.contains("wrong stock"),
@@ -237,20 +217,10 @@ fn a_card_of_the_wrong_stock_is_void_before_anything_is_sealed() {
 fn a_personalized_card_cannot_be_personalized_again() {
     let rig = rig(0);
     let mut card = blank(5100);
-    let f = issue_card(
-        &rig.engine,
-        request(&card, "employee-badge", badge_record(0)),
-        &mut card,
-        |_, _| {},
-    );
+    let f = issue_badge(&rig, &mut card, 0, |_, _| {});
     assert!(issued(&f));
     reset(&mut card);
-    let f = issue_card(
-        &rig.engine,
-        request(&card, "employee-badge", badge_record(1)),
-        &mut card,
-        |_, _| {},
-    );
+    let f = issue_badge(&rig, &mut card, 1, |_, _| {});
     let reason = void_reason(&f);
     assert!(
         reason.contains("round trip 1, step 3 of 3 (INITIALIZE UPDATE): the card answered 6A88"),
@@ -265,19 +235,14 @@ fn a_forged_identity_is_void() {
     let rig = rig(0);
     let mut card = blank(5200);
     let other = vsc::card::CardIdentity::new(5201);
-    let f = issue_card(
-        &rig.engine,
-        request(&card, "employee-badge", badge_record(0)),
-        &mut card,
-        |round, reply| {
-            if round == 1 {
-                let mut r = vec![0x9F, 0x7F, 0x2A];
-                r.extend_from_slice(other.cplc());
-                r.extend_from_slice(&[0x90, 0x00]);
-                reply.responses[1] = r;
-            }
-        },
-    );
+    let f = issue_badge(&rig, &mut card, 0, |round, reply| {
+        if round == 1 {
+            let mut r = vec![0x9F, 0x7F, 0x2A];
+            r.extend_from_slice(other.cplc());
+            r.extend_from_slice(&[0x90, 0x00]);
+            reply.responses[1] = r;
+        }
+    });
     assert!(void_reason(&f).contains("not the CPLC's"), "{}", void_reason(&f));
     assert!(rig.escrow.sealed().is_empty());
 }
@@ -360,12 +325,7 @@ fn escrow_overrides_are_audited_at_load_and_on_every_card() {
         .contains("slot 9C (digital signature, p256): escrow instead of the default card"));
     for n in 0..2 {
         let mut card = blank(5400 + n);
-        let f = issue_card(
-            &rig.engine,
-            request(&card, "employee-badge", badge_record(n)),
-            &mut card,
-            |_, _| {},
-        );
+        let f = issue_badge(&rig, &mut card, n, |_, _| {});
         assert!(issued(&f));
     }
     let all = rig.audit.actions("profile.escrow-override");

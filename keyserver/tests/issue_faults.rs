@@ -37,12 +37,7 @@ fn assert_sealed_then_void(rig: &Rig, serial: u32) {
 
 fn good_card(rig: &Rig, serial: u32, n: u32) {
     let mut card = blank(serial);
-    let f = issue_card(
-        &rig.engine,
-        request(&card, "employee-badge", badge_record(n)),
-        &mut card,
-        |_, _| {},
-    );
+    let f = issue_badge(rig, &mut card, n, |_, _| {});
     assert!(issued(&f), "{:?}", f.outcome);
 }
 
@@ -51,18 +46,13 @@ fn one_flipped_bit_in_round_trip_2_voids_that_card_and_the_next_is_fine() {
     let rig = rig(0);
     good_card(&rig, 6000, 0);
     let mut card = blank(6001);
-    let f = issue_card(
-        &rig.engine,
-        request(&card, "employee-badge", badge_record(1)),
-        &mut card,
-        |round, reply| {
-            if round == 2 {
-                // A bit of the answer to UPDATE BINARY of the address EF.
-                let r = &mut reply.responses[6];
-                r[0] ^= 0x10;
-            }
-        },
-    );
+    let f = issue_badge(&rig, &mut card, 1, |round, reply| {
+        if round == 2 {
+            // A bit of the answer to UPDATE BINARY of the address EF.
+            let r = &mut reply.responses[6];
+            r[0] ^= 0x10;
+        }
+    });
     let reason = void_reason(&f);
     assert!(reason.starts_with("round trip 2, step 7 of "), "{reason}");
     assert!(reason.ends_with("): the R-MAC does not verify"), "{reason}");
@@ -122,16 +112,11 @@ fn flipped_bits_in_round_trip_1_are_caught() {
     // In the CPLC outside the fields of the KDD: caught when the CPLC is
     // re-read under the secure channel.
     let mut card = blank(6200);
-    let f = issue_card(
-        &rig.engine,
-        request(&card, "employee-badge", badge_record(0)),
-        &mut card,
-        |round, reply| {
-            if round == 1 {
-                reply.responses[1][3 + 6] ^= 0x04; // OS release date
-            }
-        },
-    );
+    let f = issue_badge(&rig, &mut card, 0, |round, reply| {
+        if round == 1 {
+            reply.responses[1][3 + 6] ^= 0x04; // OS release date
+        }
+    });
     assert!(
         void_reason(&f).contains("(GET DATA CPLC (re-read)): the answer is not the one expected"),
         "{}",
@@ -139,16 +124,11 @@ fn flipped_bits_in_round_trip_1_are_caught() {
     );
     // In the FCI: the same.
     let mut card = blank(6201);
-    let f = issue_card(
-        &rig.engine,
-        request(&card, "employee-badge", badge_record(0)),
-        &mut card,
-        |round, reply| {
-            if round == 1 {
-                reply.responses[0][5] ^= 0x01;
-            }
-        },
-    );
+    let f = issue_badge(&rig, &mut card, 0, |round, reply| {
+        if round == 1 {
+            reply.responses[0][5] ^= 0x01;
+        }
+    });
     assert!(
         void_reason(&f).contains("(SELECT ISD (re-read))"),
         "{}",
@@ -157,16 +137,11 @@ fn flipped_bits_in_round_trip_1_are_caught() {
     // In the card cryptogram: nothing is sealed.
     let mut card = blank(6202);
     let before = rig.escrow.sealed().len();
-    let f = issue_card(
-        &rig.engine,
-        request(&card, "employee-badge", badge_record(0)),
-        &mut card,
-        |round, reply| {
-            if round == 1 {
-                reply.responses[2][25] ^= 0x01;
-            }
-        },
-    );
+    let f = issue_badge(&rig, &mut card, 0, |round, reply| {
+        if round == 1 {
+            reply.responses[2][25] ^= 0x01;
+        }
+    });
     assert!(
         void_reason(&f).contains("card cryptogram is wrong"),
         "{}",
@@ -175,16 +150,11 @@ fn flipped_bits_in_round_trip_1_are_caught() {
     assert_eq!(rig.escrow.sealed().len(), before);
     // A reserved bit of i.
     let mut card = blank(6203);
-    let f = issue_card(
-        &rig.engine,
-        request(&card, "employee-badge", badge_record(0)),
-        &mut card,
-        |round, reply| {
-            if round == 1 {
-                reply.responses[2][12] ^= 0x80;
-            }
-        },
-    );
+    let f = issue_badge(&rig, &mut card, 0, |round, reply| {
+        if round == 1 {
+            reply.responses[2][12] ^= 0x80;
+        }
+    });
     assert!(
         void_reason(&f).contains("reserved options"),
         "{}",
@@ -200,7 +170,7 @@ proptest! {
     fn any_flipped_bit_voids_the_card(round in 1u32..=2, which in any::<prop::sample::Index>(), byte in any::<prop::sample::Index>(), bit in 0u8..8) {
         let rig = rig(0);
         let mut card = blank(6300);
-        let f = issue_card(&rig.engine, request(&card, "employee-badge", badge_record(0)), &mut card, |r, reply| {
+        let f = issue_badge(&rig, &mut card, 0, |r, reply| {
             if r == round {
                 let resp = which.get_mut(&mut reply.responses);
                 let i = byte.index(resp.len());
@@ -397,12 +367,7 @@ fn a_failing_outcome_record_or_audit_voids_the_card() {
     let rig = rig(0);
     rig.escrow.fail_record(true);
     let mut card = blank(8200);
-    let f = issue_card(
-        &rig.engine,
-        request(&card, "employee-badge", badge_record(0)),
-        &mut card,
-        |_, _| {},
-    );
+    let f = issue_badge(&rig, &mut card, 0, |_, _| {});
     let reason = void_reason(&f);
     assert!(
         reason.contains("personalized but its outcome could not be recorded"),

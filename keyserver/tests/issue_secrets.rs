@@ -143,19 +143,14 @@ fn void_reasons_hold_no_secret() {
     let mut reasons = String::new();
     for step in 0..40usize {
         let mut card = blank(9100 + step as u32);
-        let f = keyserver::issue::testing::issue_card(
-            &rig.engine,
-            request(&card, "employee-badge", badge_record(0)),
-            &mut card,
-            |round, reply| {
-                if round == 2 {
-                    if let Some(r) = reply.responses.get_mut(step) {
-                        let n = r.len();
-                        r[n / 2] ^= 0x42;
-                    }
+        let f = issue_badge(&rig, &mut card, 0, |round, reply| {
+            if round == 2 {
+                if let Some(r) = reply.responses.get_mut(step) {
+                    let n = r.len();
+                    r[n / 2] ^= 0x42;
                 }
-            },
-        );
+            }
+        });
         if issued(&f) {
             // Past the last step of round trip 2.
             assert!(step > 10, "{step}");

@@ -218,6 +218,27 @@ impl StationRegistry {
         }
     }
 
+    /// Writes station `name`'s entry, flushes it to disk, then ends the
+    /// station's open streams.
+    fn put(
+        &self,
+        name: &str,
+        entry: &StationEntry,
+        record_op: &'static str,
+        flush_op: &'static str,
+    ) -> Result<(), StationError> {
+        let bytes = serde_json::to_vec(entry).map_err(|e| StationError::Corrupt {
+            station: name.to_string(),
+            reason: e.to_string(),
+        })?;
+        self.stations
+            .insert(name, bytes)
+            .map_err(Self::store(record_op))?;
+        self.db.flush().map_err(Self::store(flush_op))?;
+        self.bump(name);
+        Ok(())
+    }
+
     fn retire(&self, name: &str, fingerprint: &str, revoked: bool) -> Result<(), StationError> {
         let entry = RetiredEntry {
             station: name.to_string(),
@@ -268,18 +289,7 @@ impl StationRegistry {
             enrolled: time::OffsetDateTime::now_utc().unix_timestamp(),
             revoked: None,
         };
-        let bytes = serde_json::to_vec(&entry).map_err(|e| StationError::Corrupt {
-            station: name.to_string(),
-            reason: e.to_string(),
-        })?;
-        self.stations
-            .insert(name, bytes)
-            .map_err(Self::store("record a station"))?;
-        self.db
-            .flush()
-            .map_err(Self::store("make the enrollment durable"))?;
-        self.bump(name);
-        Ok(())
+        self.put(name, &entry, "record a station", "make the enrollment durable")
     }
 
     /// Revokes station `name`: its certificate is refused from now on and
@@ -293,18 +303,7 @@ impl StationRegistry {
         }
         entry.revoked = Some(time::OffsetDateTime::now_utc().unix_timestamp());
         self.retire(name, &entry.fingerprint, true)?;
-        let bytes = serde_json::to_vec(&entry).map_err(|e| StationError::Corrupt {
-            station: name.to_string(),
-            reason: e.to_string(),
-        })?;
-        self.stations
-            .insert(name, bytes)
-            .map_err(Self::store("record a revocation"))?;
-        self.db
-            .flush()
-            .map_err(Self::store("make the revocation durable"))?;
-        self.bump(name);
-        Ok(())
+        self.put(name, &entry, "record a revocation", "make the revocation durable")
     }
 
     /// Every station.

@@ -58,6 +58,22 @@ impl ComponentDelivery for Collect {
     }
 }
 
+/// Initializes a keystore in `dir` for 2 custodians and returns their
+/// components.
+pub fn init_keystore(dir: &Path) -> Vec<Component> {
+    let mut delivery = Collect::default();
+    keystore::init(
+        dir,
+        &InitOptions {
+            custodians: 2,
+            server_names: Vec::new(),
+        },
+        &mut delivery,
+    )
+    .unwrap();
+    delivery.0
+}
+
 /// The real keyserver, serving on loopback.
 pub struct Stack {
     pub harness: Harness,
@@ -75,17 +91,7 @@ impl Stack {
     /// keys (refilled in the background).
     pub async fn start(rsa_pool: usize) -> Stack {
         let dir = tempfile::tempdir().unwrap();
-        let mut delivery = Collect::default();
-        keystore::init(
-            dir.path(),
-            &InitOptions {
-                custodians: 2,
-                server_names: Vec::new(),
-            },
-            &mut delivery,
-        )
-        .unwrap();
-        let components = delivery.0;
+        let components = init_keystore(dir.path());
         let unlocked = Arc::new(Unlocked::from_components(dir.path(), &components).unwrap());
         let audit = unlocked.audit();
         let archive = Arc::new(unlocked.open_archive().unwrap());

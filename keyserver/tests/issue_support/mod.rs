@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use keyserver::issue::testing::{EventLog, MemoryAudit, MemoryEscrow, RsaPool, Sealed, TestKeys};
+use keyserver::issue::testing::{issue_card, EventLog, MemoryAudit, MemoryEscrow, RsaPool, Sealed, TestKeys};
 use keyserver::issue::Engine;
 use keyserver::ports::{CardOutcome, CardRequest, Finished, IssuerKeys, RsaKeySource};
 use keyserver::profile::Profile;
 use keyserver::record::Record;
+use keyserver::script::Reply;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use vsc::card::blank::BlankCard;
@@ -241,6 +242,13 @@ pub fn master_of(rig: &Rig, serial: u32) -> (Sealed, Vsc) {
     )
     .unwrap();
     (sealed, vsc)
+}
+
+/// Issues `card` with employee-badge record `n` through the rig's engine;
+/// `tamper` may change each round trip's reply before the engine sees it.
+pub fn issue_badge(rig: &Rig, card: &mut Card, n: u32, tamper: impl FnMut(u32, &mut Reply)) -> Finished {
+    let req = request(card, "employee-badge", badge_record(n));
+    issue_card(&rig.engine, req, card, tamper)
 }
 
 pub fn issued(f: &Finished) -> bool {
